@@ -62,7 +62,19 @@ def job(tmp_path_factory) -> Job:
                network_params(last_checkpoint(root / "reference")))
 
 
+def _graphs(work_dir: Path) -> List[int]:
+    """Graphs the train step had compiled at each logged step."""
+    records = [json.loads(line) for line in (work_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["graphs"] for r in records if r["type"] == "train"]
+
+
+def _check_compiled_once(work_dir: Path) -> None:
+    graphs = _graphs(work_dir)
+    assert graphs[0] >= 1 and set(graphs) == {graphs[0]}, graphs
+
+
 def _check_matches_reference(job: Job, work_dir: Path, output: str) -> None:
+    _check_compiled_once(work_dir)
     assert output.count(IDENTICAL) >= 1, output[-4000:]
     trained = network_params(last_checkpoint(work_dir))
     assert max_abs_diff(trained, job.reference) < TOLERANCE
@@ -81,6 +93,17 @@ def test_mpirun_ranks_equal_one_process_on_the_global_batch(job):
     assert "rank(s), split step (host-side reduction" in done.stdout  # the mpi4py backend on CPU
     assert done.stdout.count(IDENTICAL) == 2  # both ranks agree their parameters are bit-identical
     _check_matches_reference(job, work_dir, done.stdout)
+
+
+def test_mpirun_with_accumulation_compiles_once(job):
+    """The default CPU path (mpi4py, split step) with accumulation over 24 steps: no graph after the first step."""
+    work_dir = job.root / "mpirun_accumulation"
+    done = run_launch([SCRIPTS / "run_mpirun.sh", 2, job.config, "--work-dir", work_dir, "--set",
+                       "train.max_steps=24", "train.grad_accum_steps=2"], 240)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert len(_graphs(work_dir)) == 24 and "compiled the train step again" not in done.stdout
+    _check_compiled_once(work_dir)
+    assert _losses(work_dir)[-1] < _losses(work_dir)[0]
 
 
 def test_without_gradient_reduction_the_ranks_diverge(job):

@@ -201,3 +201,62 @@ def test_all_ignored_batch_gives_zero_loss_and_zero_gradients():
     assert float(loss.asnumpy()) == 0.0
     assert np.all(grad.asnumpy() == 0) and np.all(np.isfinite(grad.asnumpy()))
 
+
+
+def _host_mean(grads):
+    """A host-side reducer like mpi4py's: the gradients leave the graph and come back as new tensors."""
+    return tuple(ms.Tensor(g.asnumpy()) for g in grads)
+
+
+STEP_PATHS = {"fused": {}, "host reducer": {"reducer": _host_mean}, "accumulation": {"accum": 2},
+              "accumulation + host reducer": {"accum": 2, "reducer": _host_mean}}
+
+
+@pytest.mark.parametrize("path", list(STEP_PATHS))
+def test_the_step_compiles_in_its_first_call_only(path):
+    options = STEP_PATHS[path]
+    _, step = make_step(steps=30, **options)
+    assert step.fused == (path == "fused")
+    batches = [random_batch(seed=s) for s in range(options.get("accum", 1))]
+    step(batches)
+    after_first = step.compiled_graphs()
+    assert after_first >= 1
+    for seed in range(1, 25):
+        step([random_batch(seed=seed + i) for i in range(len(batches))])
+    assert step.compiled_graphs() == after_first
+
+
+def _rss_mib() -> float:
+    for line in open("/proc/self/status", encoding="ascii"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def test_memory_stays_flat_over_200_split_steps():
+    """The split step (host reduction) is the one that used to keep a graph per step."""
+    _, step = make_step(steps=210, reducer=_host_mean, accum=2)
+    batches = [random_batch(seed=0), random_batch(seed=1)]
+    for _ in range(20):
+        step(batches)
+    start = _rss_mib()
+    for _ in range(180):
+        step(batches)
+    assert _rss_mib() - start < 32, f"RSS grew from {start:.0f} MiB to {_rss_mib():.0f} MiB over 180 steps"
+
+
+class _CellMean(ms.nn.Cell):
+    """An in-graph reducer (like the MindSpore backend's AllReduceMean) called from the split step."""
+
+    def construct(self, grads):
+        return ms.ops.HyperMap()(ms.ops.partial(ms.ops.mul, 1.0), grads)
+
+
+def test_a_cell_reducer_in_the_split_step_compiles_once():
+    _, step = make_step(steps=30, accum=2, reducer=_CellMean())
+    batches = [random_batch(seed=0), random_batch(seed=1)]
+    step(batches)
+    after_first = step.compiled_graphs()
+    for _ in range(10):
+        step(batches)
+    assert step.compiled_graphs() == after_first

@@ -76,6 +76,8 @@ class TrainMonitor:
         self._data_times: List[float] = []
         self._speed_time = 0.0
         self._speed_steps = 0
+        self._graphs = self._first_graphs = 0
+        self._warned_recompile = False
         self._stack = ExitStack()
         self._bar: Any = None
         self._file: Any = None
@@ -103,11 +105,21 @@ class TrainMonitor:
             self._file.flush()
 
     def step(self, step: int, stats: StepStats, lr: float, step_time: float, data_time: float,
-             skipped_steps: int) -> None:
-        """Record the step that brought the global step to ``step``; log at the interval."""
+             skipped_steps: int, graphs: int = 0) -> None:
+        """Record the step that brought the global step to ``step``; log at the interval.
+
+        ``graphs`` is the number of graphs the step has compiled so far: it must stop growing after the first
+        step, and a warning says so once if it does not (each new graph costs a compilation and memory).
+        """
         if step == self._start_step + 1:
             self.logger.info("first step took %.1f s (graph compilation included)", step_time)
-        else:
+            self._first_graphs = graphs
+        elif graphs > self._graphs and not self._warned_recompile:
+            self._warned_recompile = True
+            self.logger.warning("step %d compiled the train step again (%d graphs, %d after the first step); every "
+                                "recompilation costs time and memory", step, graphs, self._first_graphs)
+        self._graphs = graphs
+        if step > self._start_step + 1:
             self._speed_time += step_time
             self._speed_steps += 1
         self._window.append(stats)
@@ -133,7 +145,7 @@ class TrainMonitor:
             "type": "train", "step": step, "epoch": step / self.steps_per_epoch, "lr": lr, "loss": last.loss,
             "loss_avg": mean_loss, "loss_scale": last.scale, "skipped_steps": skipped_steps,
             "step_time": step_time, "data_time": data_time, "images_per_sec": self.images_per_step / step_time,
-            "eta_sec": eta, "peak_rss_mb": peak_rss_mb(), "time": time.time(),
+            "eta_sec": eta, "peak_rss_mb": peak_rss_mb(), "graphs": self._graphs, "time": time.time(),
         }
         self._window.clear()
         self._step_times.clear()

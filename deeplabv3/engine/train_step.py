@@ -258,19 +258,31 @@ class TrainStep:
         """Whether a step runs as a single graph."""
         return self._fused is not None
 
+    def compiled_graphs(self) -> int:
+        """How many graphs the step's cells have compiled so far (0 in PyNative mode).
+
+        A healthy run compiles once per cell in its first step and never again: a count that grows with the steps
+        means some input reaches a graph as a constant, and every step then pays a compilation and keeps its graph.
+        """
+        cells = (self._fused,) if self._fused is not None else (self._forward_backward, self._add, self._update,
+                                                                 self._guard, self._reducer)
+        return sum(len(cell.compile_cache) for cell in cells if isinstance(cell, nn.Cell))
+
     def _split(self, batches: Sequence[Batch]) -> ms.Tensor:
+        # Tuples of tensors go into the graphs as ``ms.mutable``: graph mode takes a plain tuple argument as a
+        # constant, which would compile (and keep) a new graph for every step's values.
         saved = self._guard()
         losses: List[ms.Tensor] = []
         grads: Optional[Grads] = None
         for images, labels in batches:
             loss, micro = self._forward_backward(images, labels)
             losses.append(loss)
-            grads = micro if grads is None else self._add(grads, micro)
+            grads = micro if grads is None else self._add(ms.mutable(grads), ms.mutable(micro))
         assert grads is not None
         if self._reducer is not None:
-            grads = tuple(self._reducer(grads))
+            grads = tuple(self._reducer(ms.mutable(grads)))
         loss = losses[0] if len(losses) == 1 else ops.stack(losses).mean()
-        return self._update(loss, grads, saved)
+        return self._update(loss, ms.mutable(grads), ms.mutable(saved) if saved else saved)
 
     def __call__(self, batches: Sequence[Batch]) -> StepStats:
         """Run one step on ``grad_accum_steps`` ``(images, labels)`` micro-batches."""

@@ -271,7 +271,8 @@ class Trainer:
         if not stats.finite:
             self.logger.warning("step %d: non-finite gradients (loss %s, scale %g); update skipped", state.step,
                                 stats.loss, stats.scale)
-        monitor.step(state.step, stats, lr, end - start, fetched - start, state.skipped_steps)
+        monitor.step(state.step, stats, lr, end - start, fetched - start, state.skipped_steps,
+                     self.step_fn.compiled_graphs())
 
     def _agreed_stop(self, stop: StopSignals) -> int:
         """The stop signal, once every rank knows of one (checked every log interval when distributed)."""
