@@ -10,44 +10,12 @@ No MindSpore import: these answer in a fraction of a second.
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from typing import Any, List, Optional, Sequence
 
 from .cli import run_tool
 from .config import load_config, replace
-from .errors import UserError
-
-
-class PortError(UserError):
-    """A port a launch needs is taken."""
-
-
-def port_in_use(host: str, port: int) -> bool:
-    """Whether a server could not bind ``host:port`` right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return True
-    return False
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on at this moment."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def check_port_free(host: str, port: int, source: str) -> None:
-    """Raise :class:`PortError` naming ``source`` (where the port came from) when ``port`` is taken."""
-    if not 0 < port < 65536:
-        raise PortError(f"port {port} ({source}) is not a TCP port number (1-65535)")
-    if port_in_use(host, port):
-        raise PortError(f"port {port} on {host} ({source}) is already in use, so the scheduler cannot listen on "
-                        f"it; stop the process holding it (see 'ss -ltnp | grep :{port}') or choose another port")
+from .distributed.ports import check_port_free, free_port
 
 
 def config_value(key: str, tool_args: Sequence[str]) -> Any:

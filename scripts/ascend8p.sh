@@ -20,7 +20,7 @@ shift 2
 args=(--config "$config" --set "runtime.device_target=${DEVICE_TARGET:-Ascend}" "$@")
 local_ranks="$("$python" "$repo/tools/make_rank_table.py" --validate "$table" --ranks \
     ${SERVER_ID:+--server-id "$SERVER_ID"})"
-rank_size="$("$python" -c 'import sys; from deeplabv3 import rank_table
+rank_size="$("$python" -c 'import sys; from deeplabv3.distributed import rank_table
 print(len(rank_table.validate(rank_table.load(sys.argv[1]))))' "$table")"
 target="$(config_value runtime.device_target "${args[@]}")"
 work_dir="$(config_value runtime.work_dir "${args[@]}")"

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from deeplabv3 import rank_table
 from deeplabv3.config import load_config
-from deeplabv3.distributed import DistributedError, Launch, detect_launch, init_distributed, resolve_backend
-from deeplabv3.launch import PortError, check_port_free, config_value
-from deeplabv3.rank_table import RankTableError
+from deeplabv3.distributed import DistributedError, Launch, detect_launch, init_distributed, rank_table, resolve_backend
+from deeplabv3.distributed.ports import PortError, check_port_free
+from deeplabv3.distributed.rank_table import RankTableError
+from deeplabv3.launch import config_value
 
 
 def test_single_process_without_launcher_variables():

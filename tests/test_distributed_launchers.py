@@ -22,7 +22,7 @@ import pytest
 from distributed_helpers import (SCRIPTS, find_rank_process, last_checkpoint, launch_env, limited, max_abs_diff,
                                  network_params, run_launch, shard_order, wait_for_text, write_mindrecord,
                                  write_scenes, write_tiny_config)
-from deeplabv3 import rank_table
+from deeplabv3.distributed import rank_table
 
 BATCH = 2  # per rank
 STEPS = 3  # crosses an epoch boundary (8 samples: 2 steps per epoch)

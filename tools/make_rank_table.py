@@ -14,8 +14,8 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
-from deeplabv3 import rank_table
 from deeplabv3.cli import run_tool
+from deeplabv3.distributed import rank_table
 
 
 def parse_devices(text: str) -> List[int]:

@@ -19,8 +19,8 @@ import socket
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Union
 
-from .errors import UserError
-from .fileio import write_json_atomic
+from ..errors import UserError
+from ..fileio import write_json_atomic
 
 PathLike = Union[str, os.PathLike]
 HCCN_CONF = "/etc/hccn.conf"
