@@ -21,7 +21,7 @@ export PYTHONUNBUFFERED=1
 
 # Print the value of a dotted config key for the tool arguments "$@" (--config, --set, --work-dir).
 config_value() {
-    "$python" -m deeplabv3.launch config-value "$@"
+    "$python" -m deeplabv3.distributed config-value "$@"
 }
 
 # The "N CONFIG [tool arguments]" of the multi-process launchers: sets n and config (the caller shifts 2).

@@ -31,10 +31,10 @@ if [ "$target" = "CPU" ]; then
     export MS_SCHED_HOST="${MS_SCHED_HOST:-127.0.0.1}"
     if [ -n "${MS_SCHED_PORT:-}" ]; then
         if grep -q '^0 ' <<< "$local_ranks"; then
-            "$python" -m deeplabv3.launch check-port "$MS_SCHED_PORT" "$MS_SCHED_HOST"
+            "$python" -m deeplabv3.distributed check-port "$MS_SCHED_PORT" "$MS_SCHED_HOST"
         fi
     else
-        export MS_SCHED_PORT="$("$python" -m deeplabv3.launch free-port)"
+        export MS_SCHED_PORT="$("$python" -m deeplabv3.distributed free-port)"
     fi
     echo "CPU: ranks join MindSpore's dynamic cluster, scheduler $MS_SCHED_HOST:$MS_SCHED_PORT"
 fi

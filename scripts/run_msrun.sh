@@ -12,10 +12,10 @@ shift 2
 work_dir="$(config_value runtime.work_dir --config "$config" "$@")"
 timeout="${CLUSTER_TIME_OUT:-$(config_value distributed.timeout --config "$config" "$@")}"
 if [ -n "${MASTER_PORT:-}" ]; then
-    "$python" -m deeplabv3.launch check-port "$MASTER_PORT"
+    "$python" -m deeplabv3.distributed check-port "$MASTER_PORT"
     port="$MASTER_PORT"
 else
-    port="$("$python" -m deeplabv3.launch free-port)"
+    port="$("$python" -m deeplabv3.distributed free-port)"
 fi
 log_dir="${LOG_DIR:-$work_dir/msrun_logs}"
 # msrun starts every process as "python <script>": make "python" the interpreter chosen above.

@@ -14,7 +14,7 @@ from deeplabv3.config import load_config
 from deeplabv3.distributed import DistributedError, Launch, detect_launch, init_distributed, rank_table, resolve_backend
 from deeplabv3.distributed.ports import PortError, check_port_free
 from deeplabv3.distributed.rank_table import RankTableError
-from deeplabv3.launch import config_value
+from deeplabv3.distributed.__main__ import config_value
 
 
 def test_single_process_without_launcher_variables():
@@ -168,3 +168,13 @@ def test_config_value_follows_the_tool_arguments():
             "--set", "runtime.device_target=CPU", "--work-dir", "/tmp/wd"]
     assert config_value("runtime.work_dir", args) == "/tmp/wd"
     assert config_value("distributed.timeout", args) == 120
+
+
+def test_shell_helpers_answer_without_importing_mindspore():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "deeplabv3.distributed", "free-port"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert 0 < int(done.stdout) < 65536
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")]
+    assert "deeplabv3.distributed.ports" in imported
+    assert [name for name in imported if name.split(".")[0] == "mindspore"] == []

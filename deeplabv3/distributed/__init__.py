@@ -14,6 +14,8 @@ What the ranks compute together:
 * :mod:`~deeplabv3.distributed.collectives` -- host sums, broadcasts, barriers (mpi4py or MindSpore);
 * :mod:`~deeplabv3.distributed.gradients` -- the across-rank gradient mean of each training step.
 
+``python -m deeplabv3.distributed`` answers the shell launchers' questions (ports, config values).
+
 The names below are imported on first use: ``launch``, ``ports`` and ``rank_table`` need no MindSpore, so the
 shell launchers' questions are answered in a fraction of a second.
 """

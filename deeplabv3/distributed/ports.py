@@ -2,7 +2,7 @@
 
 MindSpore's scheduler fails late and obscurely on a busy port, so the bridge, msrun's scheduler and the shell
 launchers check first. No MindSpore import: the shell launchers ask these through ``python -m
-deeplabv3.launch`` and must get an answer in a fraction of a second.
+deeplabv3.distributed`` and must get an answer in a fraction of a second.
 """
 from __future__ import annotations
 

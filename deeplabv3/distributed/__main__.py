@@ -1,11 +1,12 @@
 """What the shell launchers (``scripts/run_*.sh``, ``scripts/ascend8p.sh``) ask of Python: ports and config values.
 
-    python -m deeplabv3.launch free-port                     a TCP port nothing listens on (127.0.0.1)
-    python -m deeplabv3.launch check-port PORT [HOST]        exit 2 with a clear message if PORT is taken
-    python -m deeplabv3.launch config-value KEY ARGS...      KEY (dotted) of the config a tool's ARGS describe
-                                                             (--config, --set, --work-dir), e.g. runtime.work_dir
+    python -m deeplabv3.distributed free-port                 a TCP port nothing listens on (127.0.0.1)
+    python -m deeplabv3.distributed check-port PORT [HOST]    exit 2 with a clear message if PORT is taken
+    python -m deeplabv3.distributed config-value KEY ARGS...  KEY (dotted) of the config a tool's ARGS describe
+                                                              (--config, --set, --work-dir), e.g. runtime.work_dir
 
-No MindSpore import: these answer in a fraction of a second.
+No MindSpore import (the package imports its MindSpore modules on first use): these answer in a fraction of a
+second.
 """
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ import argparse
 import sys
 from typing import Any, List, Optional, Sequence
 
-from .cli import run_tool
-from .config import load_config, replace
-from .distributed.ports import check_port_free, free_port
+from ..cli import run_tool
+from ..config import load_config, replace
+from .ports import check_port_free, free_port
 
 
 def config_value(key: str, tool_args: Sequence[str]) -> Any:
