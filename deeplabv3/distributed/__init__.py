@@ -16,8 +16,9 @@ What the ranks compute together:
 
 ``python -m deeplabv3.distributed`` answers the shell launchers' questions (ports, config values).
 
-The names below are imported on first use: ``launch``, ``ports`` and ``rank_table`` need no MindSpore, so the
-shell launchers' questions are answered in a fraction of a second.
+The package exports :func:`init_distributed`, :class:`DistContext`, :class:`DistributedError` and the launch
+detection, each imported on first use: importing the package imports no module of it, and ``launch``, ``ports``
+and ``rank_table`` need no MindSpore, so the shell launchers' questions are answered in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -26,14 +27,11 @@ from typing import TYPE_CHECKING, Any, List
 
 _EXPORTS = {
     "DistributedError": "launch", "Launch": "launch", "detect_launch": "launch", "resolve_backend": "launch",
-    "DistContext": "context", "init_distributed": "context", "config_digest": "context",
-    "SKIP_REDUCTION_ENV": "context",
-    "AllReduceMean": "gradients", "HostGradMean": "gradients", "LocalGradients": "gradients",
+    "DistContext": "context", "init_distributed": "context",
 }
 
 if TYPE_CHECKING:
-    from .context import SKIP_REDUCTION_ENV, DistContext, config_digest, init_distributed
-    from .gradients import AllReduceMean, HostGradMean, LocalGradients
+    from .context import DistContext, init_distributed
     from .launch import DistributedError, Launch, detect_launch, resolve_backend
 
 

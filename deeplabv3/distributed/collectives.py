@@ -43,8 +43,6 @@ def mpi() -> Any:
 class Collectives:
     """Host-side collectives over all ranks; subclasses implement the transport."""
 
-    world_size = 1
-
     def allreduce_sum(self, array: np.ndarray, what: str = "all-reduce") -> np.ndarray:
         return np.array(array, copy=True)
 
@@ -129,8 +127,7 @@ class MindSporeCollectives(Collectives):
     their bytes, in rank order (the same result on every rank).
     """
 
-    def __init__(self, world_size: int) -> None:
-        self.world_size = world_size
+    def __init__(self) -> None:
         self.rank = get_rank()
         self._allreduce = ops.AllReduce()
         self._allgather = ops.AllGather()

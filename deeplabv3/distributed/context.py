@@ -63,14 +63,6 @@ class DistContext:
         """Element-wise sum over ranks of a host array (exact for integers: confusion matrices, counts)."""
         return self.collectives.allreduce_sum(np.asarray(array))
 
-    def any_rank(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any rank, e.g. an overflow seen by one rank, so that all skip together.
-
-        The engine's TrainStep checks finiteness on the reduced gradients, which every rank shares, so it needs
-        no such call; a step that tested its local gradients would.
-        """
-        return bool(self.collectives.allreduce_sum(np.array([1.0 if flag else 0.0], np.float32))[0] > 0)
-
     def broadcast(self, obj: Any, root: int = 0) -> Any:
         """``obj`` of rank ``root`` (any picklable value) on every rank."""
         return self.collectives.broadcast(obj, root)
@@ -153,7 +145,7 @@ def init_distributed(cfg: Config) -> DistContext:
     else:
         join_cluster(cfg, launch, timeout)
         ctx.rank, ctx.world_size = get_rank(), get_group_size()
-        ctx.collectives = MindSporeCollectives(ctx.world_size)
+        ctx.collectives = MindSporeCollectives()
         ctx.grad_reducer = AllReduceMean(ctx.world_size)
     if os.environ.get(SKIP_REDUCTION_ENV) == "1":
         ctx.grad_reducer = LocalGradients()
