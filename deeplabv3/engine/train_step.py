@@ -41,7 +41,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import mindspore as ms
 from mindspore import nn, ops
 
-from ..config import ConfigError, LossScaleConfig
+from ..config import LossScaleConfig
 from ..errors import UserError
 
 Grads = Tuple[ms.Tensor, ...]
@@ -85,11 +85,6 @@ class LossScaler(nn.Cell):
 
     def __init__(self, cfg: LossScaleConfig) -> None:
         super().__init__()
-        if cfg.type != "none" and cfg.scale < 1:
-            raise ConfigError(f"'loss_scale.scale' is {cfg.scale}; it must be >= 1")
-        if cfg.type == "dynamic" and (cfg.factor <= 1 or cfg.window < 1):
-            raise ConfigError(f"dynamic loss scaling needs 'loss_scale.factor' > 1 and 'loss_scale.window' >= 1 "
-                              f"(got {cfg.factor}, {cfg.window})")
         self.dynamic = cfg.type == "dynamic"
         self.factor = float(cfg.factor)
         self.window = int(cfg.window)

@@ -40,7 +40,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..config import Config, ConfigError, dump_yaml, save_config
+from ..config import Config, check_training, dump_yaml, key_error, save_config
 from ..data.pipeline import build_train_dataset, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
@@ -93,23 +93,6 @@ class StopSignals:
             signal.signal(sig, previous)
 
 
-def _check_config(cfg: Config) -> None:
-    if cfg.model.pretrained_backbone and cfg.model.init_checkpoint:
-        raise ConfigError("both 'model.pretrained_backbone' and 'model.init_checkpoint' are set; the full "
-                          "checkpoint would overwrite the backbone: set only one")
-    if cfg.train.eval_interval > 0 and cfg.data.eval.list is None:
-        raise ConfigError("'train.eval_interval' is set but 'data.eval.list' is not; give the evaluation list "
-                          "(e.g. --set data.eval.list=data/voc_val.txt) or set train.eval_interval=0")
-    for key in ("save_steps", "eval_interval", "eval_start"):
-        if getattr(cfg.train, key) < 0:
-            raise ConfigError(f"'train.{key}' is {getattr(cfg.train, key)}; it must not be negative")
-    for key in ("init_checkpoint", "pretrained_backbone"):
-        path = getattr(cfg.model, key)
-        if path and not Path(path).is_file():
-            raise ConfigError(f"'model.{key}' is {path}, which does not exist (relative paths start from "
-                              f"{Path.cwd()}); fix the path or set model.{key}=null")
-
-
 def _initial_weights(net: nn.Cell, cfg: Config, logger: Any) -> None:
     model = cfg.model
     if model.init_checkpoint:
@@ -140,7 +123,6 @@ class Trainer:
     """One process's part of a (possibly distributed) training run; see the module docstring."""
 
     def __init__(self, cfg: Config, ctx: Any, logger: Any) -> None:
-        _check_config(cfg)
         self.cfg = cfg
         self.ctx = ctx
         self.logger = logger
@@ -149,8 +131,9 @@ class Trainer:
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = self.batches_per_epoch // self.accum
         if self.steps_per_epoch < 1:
-            raise ConfigError(f"'train.grad_accum_steps' ({self.accum}) exceeds the {self.batches_per_epoch} batches "
-                              f"of an epoch; lower it or data.train.batch_size")
+            raise key_error(cfg, ("train.grad_accum_steps", "data.train.batch_size"),
+                            f"'train.grad_accum_steps' ({self.accum}) exceeds the {self.batches_per_epoch} batches of "
+                            f"an epoch; lower it or data.train.batch_size")
         self.total_steps = run_length(cfg, self.steps_per_epoch)
         self.lr = build_lr_schedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
         self.state = LoopState()
@@ -324,6 +307,7 @@ class Trainer:
 
 def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> TrainResult:
     """Train as ``cfg`` says (``tools/train.py``). ``resume``: ``None``, :data:`LATEST` or a checkpoint path."""
+    check_training(cfg)
     ctx = init_distributed(cfg)
     work_dir = Path(cfg.runtime.work_dir)
     resume_path = resolve_resume(resume, work_dir)
