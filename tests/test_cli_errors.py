@@ -107,3 +107,18 @@ def test_a_null_section_exits_2_from_a_launched_tool(tmp_path):
                                 "--set", "model=null"], timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: --set model=null: section 'model' is null")
+
+
+def test_float16_without_loss_scaling_is_warned_once_at_training_start(tmp_path):
+    """The run stops at its missing training data, after the start-of-training log."""
+    work = tmp_path / "w"
+    result = run_tool("train", ["--config", REPO / "configs" / "demo.yaml", "--work-dir", work, "--set",
+                                "train.amp_level=O2", "loss_scale.type=none", "data.train.mindrecord=null"],
+                      timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "data.train.mindrecord is not set" in result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line and "'train.amp_level'" in line]
+    assert len(warnings) == 1, result.stderr
+    assert "--set train.amp_level=O2, --set loss_scale.type=none: 'train.amp_level' is O2" in warnings[0]
+    assert "'loss_scale.type' is none" in warnings[0]
+    assert "amp_level: O2" in (work / "config.yaml").read_text(encoding="utf-8")

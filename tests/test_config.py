@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deeplabv3.config import (Config, ConfigError, check_training, key_error, load_config, replace, save_config,
-                              schema_reference)
+from deeplabv3.config import (Config, ConfigError, check_training, config_warnings, key_error, load_config, replace,
+                              save_config, schema_reference)
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((REPO / "configs").glob("*.yaml"))
@@ -288,3 +288,37 @@ def test_exponent_without_dot_is_a_float(tmp_path):
     cfg_file.write_text("schedule:\n  min_lr: 1e-7\n", encoding="utf-8")
     assert load_config(cfg_file).schedule.min_lr == 1e-7
     assert load_config(None, ["schedule.min_lr=2E-6"]).schedule.min_lr == 2e-6
+
+
+@pytest.mark.parametrize("device, level", [("CPU", "O0"), ("GPU", "O2"), ("Ascend", "O2")])
+def test_amp_level_auto_follows_the_device_and_is_saved_resolved(device, level, tmp_path):
+    recipe = load_config(REPO / "configs" / "deeplabv3_s16_r101_vocaug.yaml", [f"runtime.device_target={device}"])
+    assert recipe.train.amp_level == level
+    saved = save_config(recipe, tmp_path / "config.yaml")
+    assert yaml.safe_load(saved.read_text(encoding="utf-8"))["train"]["amp_level"] == level
+    assert load_config(saved) == recipe
+    assert load_config(None, [f"runtime.device_target={device}", "train.amp_level=auto"]).train.amp_level == level
+
+
+def test_an_explicit_amp_level_wins_over_the_device(tmp_path):
+    for device in ("CPU", "GPU", "Ascend"):
+        for level in ("O0", "O1", "O2", "O3"):
+            cfg = load_config(None, [f"runtime.device_target={device}", f"train.amp_level={level}"])
+            assert cfg.train.amp_level == level
+    cfg_file = write(tmp_path / "c.yaml", {"train": {"amp_level": "O0"}})
+    assert load_config(cfg_file, ["runtime.device_target=Ascend"]).train.amp_level == "O0"
+    with pytest.raises(ConfigError, match="'train.amp_level' is 'O4'; choose one of: auto, O0, O1, O2, O3"):
+        load_config(None, ["train.amp_level=O4"])
+
+
+def test_float16_without_loss_scaling_is_a_warning_naming_both_keys():
+    [message] = config_warnings(load_config(None, ["runtime.device_target=GPU"]))  # auto: O2; loss scale: none
+    assert message.startswith("--set runtime.device_target=GPU: 'train.amp_level' is O2 (auto picks O2")
+    assert "'train.amp_level' is O2" in message and "'loss_scale.type' is none" in message
+    [explicit] = config_warnings(load_config(None, ["train.amp_level=O3", "loss_scale.type=none"]))
+    assert explicit.startswith("--set train.amp_level=O3, --set loss_scale.type=none: 'train.amp_level' is O3")
+    assert config_warnings(load_config(None)) == []  # CPU: O0
+    assert config_warnings(load_config(None, ["train.amp_level=O1"])) == []  # O1 keeps float32 where it matters
+    assert config_warnings(load_config(None, ["runtime.device_target=GPU", "loss_scale.type=dynamic"])) == []
+    for path in SHIPPED:  # the recipes scale the loss
+        assert config_warnings(load_config(path, ["runtime.device_target=Ascend"])) == [], path

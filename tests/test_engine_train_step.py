@@ -286,3 +286,11 @@ def test_amp_keeps_the_networks_parameters_so_weights_load_before_or_after_it(le
     built = {p.name: p for p in net.get_parameters()}
     assert sorted(p.name for p in amp.get_parameters()) == sorted(built)
     assert all(p is built[p.name] for p in amp.get_parameters())
+
+
+def test_apply_amp_refuses_an_unresolved_level():
+    """MindSpore has an 'auto' level of its own; the config's 'auto' must be resolved before it gets there."""
+    from deeplabv3.engine.train_step import apply_amp
+
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        apply_amp(tiny_net(), "auto")

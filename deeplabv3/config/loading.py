@@ -21,7 +21,7 @@ import yaml
 
 from ..fileio import write_text_atomic
 from .origins import Origins, origins_of, remember, where
-from .rules import check
+from .rules import check, resolve
 from .schema import Config, ConfigError
 
 BASE_KEY = "_base_"
@@ -237,7 +237,7 @@ def _build(cls: type, data: Any, prefix: str, origins: Origins) -> Any:
 def from_dict(data: Mapping[str, Any], origins: Optional[Origins] = None) -> Config:
     """Validate a nested mapping and build the frozen :class:`Config`, which remembers ``origins``."""
     origins = origins or {}
-    cfg = _build(Config, data, "", origins)
+    cfg = resolve(_build(Config, data, "", origins))
     check(cfg, origins)
     return remember(cfg, origins)
 

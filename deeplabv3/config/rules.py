@@ -7,16 +7,35 @@ the rules only a training run needs -- a second source of initial weights, a per
 initial weights that do not exist -- and ``train`` runs it before any work. What needs more than the config (the
 size of the data set, the network's parameters) is checked where that is known, with
 :func:`~deeplabv3.config.origins.key_error` naming the key.
+
+Two neighbours of the rules live here too: :func:`resolve` makes device-dependent defaults concrete before the
+rules run (``train.amp_level: auto``), and :func:`config_warnings` lists settings that are legal but probably
+unintended, which training logs once at its start.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence, Tuple
+from typing import Any, Callable, List, NoReturn, Sequence, Tuple
 
-from .origins import Keys, Origins, locate, origins_of
+from .origins import UNKNOWN, Keys, Origins, locate, origins_of
 from .schema import Config, ConfigError, effective_output_stride, input_size
+
+
+# train.amp_level 'auto': float16 where the device computes it fast (the published recipe trains at O2 on Ascend);
+# on CPU float16 is slower than float32 (benchmarks/RESULTS.md).
+AMP_BY_DEVICE = {"CPU": "O0", "GPU": "O2", "Ascend": "O2"}
+FLOAT16_LEVELS = ("O2", "O3")
+
+
+def resolve(cfg: Config) -> Config:
+    """``cfg`` with ``train.amp_level: auto`` replaced by the level of ``runtime.device_target``."""
+    if cfg.train.amp_level != "auto":
+        return cfg
+    train = dataclasses.replace(cfg.train, amp_level=AMP_BY_DEVICE[cfg.runtime.device_target])
+    return dataclasses.replace(cfg, train=train)
 
 
 class _Rules:
@@ -190,3 +209,19 @@ def check_training(cfg: Config) -> None:
         if path and not Path(path).is_file():
             r.fail(key, f"'{key}' is {path}, which does not exist (relative paths start from {Path.cwd()}); fix "
                         f"the path or set {key}=null")
+
+
+def config_warnings(cfg: Config) -> List[str]:
+    """Legal settings that are probably unintended, one message each (training logs them once at its start)."""
+    messages = []
+    level, scaling = cfg.train.amp_level, cfg.loss_scale.type
+    if level in FLOAT16_LEVELS and scaling == "none":
+        origins = origins_of(cfg)
+        # A level nobody set is the default auto's choice for the device: name where the device was set.
+        chosen_by = "train.amp_level" if locate("train.amp_level", origins) != UNKNOWN else "runtime.device_target"
+        where = locate((chosen_by, "loss_scale.type"), origins)
+        messages.append(f"{'' if where == UNKNOWN else where + ': '}'train.amp_level' is {level} (auto picks O2 on "
+                        f"Ascend and GPU), so the network computes in float16, but 'loss_scale.type' is none: "
+                        f"gradients below float16's range become zero. Set loss_scale.type=dynamic (or fixed with a "
+                        f"loss_scale.scale), or train.amp_level=O0")
+    return messages

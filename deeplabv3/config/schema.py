@@ -140,8 +140,11 @@ class TrainConfig:
     keep_checkpoint_max: int = _help("Number of periodic checkpoints kept.", default=5)
     eval_interval: int = _help("Evaluate every N steps (0 = never while training).", default=0)
     eval_start: int = _help("First step at which periodic evaluation may run.", default=0)
-    amp_level: str = _choices("Mixed precision level (O0 on CPU: float16 is slower there).",
-                              ["O0", "O1", "O2", "O3"], "O0")
+    amp_level: str = _choices("Mixed precision. auto: O2 on Ascend and GPU (the published recipe), O0 on CPU "
+                              "(float16 is slower there), resolved from runtime.device_target when the config is "
+                              "loaded, so the saved config.yaml shows the level that ran; an explicit level wins. "
+                              "O2/O3 with loss_scale.type none is warned about at the start of training.",
+                              ["auto", "O0", "O1", "O2", "O3"], "auto")
     freeze_bn: bool = _help("Keep BatchNorm statistics and affine parameters fixed.", default=False)
     grad_accum_steps: int = _help("Accumulate gradients over N micro-batches per update.", default=1)
     deterministic_data: bool = _help("Per-sample augmentation seeded from (seed, epoch, index): bit-identical "

@@ -288,8 +288,17 @@ class TrainStep:
         return [self.scaler.scale, self.scaler.good_steps]
 
 
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
+
+
 def apply_amp(net: nn.Cell, amp_level: str) -> nn.Cell:
-    """Cast ``net`` for mixed precision (``O0`` leaves it float32). The loss is always computed in float32."""
+    """Cast ``net`` for mixed precision (``O0`` leaves it float32). The loss is always computed in float32.
+
+    ``amp_level`` is a resolved ``train.amp_level``: loading turns the config's ``auto`` into one of
+    :data:`AMP_LEVELS`, and MindSpore's own, different ``auto`` level must never be reached by accident.
+    """
+    if amp_level not in AMP_LEVELS:
+        raise ValueError(f"amp level {amp_level!r} is not one of {AMP_LEVELS}; load the config to resolve 'auto'")
     if amp_level == "O0":
         return net
     return ms.amp.auto_mixed_precision(net, amp_level)

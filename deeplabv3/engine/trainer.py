@@ -40,7 +40,7 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..config import Config, check_training, dump_yaml, key_error, save_config
+from ..config import Config, check_training, config_warnings, dump_yaml, key_error, save_config
 from ..data.pipeline import build_train_dataset, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
@@ -313,6 +313,8 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
     if ctx.is_main:
         save_config(cfg, work_dir / "config.yaml")
         logger.info("effective config (saved to %s):\n%s", work_dir / "config.yaml", dump_yaml(cfg).rstrip())
+        for warning in config_warnings(cfg):
+            logger.warning(warning)
         for path in remove_stale_temp_files(work_dir):
             logger.info("removed %s, left by an interrupted writer", path)
     trainer = Trainer(cfg, ctx, logger)
