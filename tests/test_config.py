@@ -136,9 +136,12 @@ def test_a_null_section_is_refused_naming_it(override, tmp_path):
     child = tmp_path / "child.yaml"
     child.write_text(f"_base_: base.yaml\n{section.replace('.', ':' + chr(10) + '  ')}:\n", encoding="utf-8")
     write(tmp_path / "base.yaml", {"model": {"num_classes": 5}})
-    with pytest.raises(ConfigError, match=f"section '{section}' is null") as err:
-        load_config(child)
-    assert str(child) in str(err.value)
+    for overrides in ([], [f"{section}.batch_size=2" if section == "data.train" else f"{section}.scale=2"]):
+        with pytest.raises(ConfigError, match=f"section '{section}' is null") as err:
+            load_config(child, overrides)
+        assert str(child) in str(err.value)
+    with pytest.raises(ConfigError, match=rf"^--set {override}: section '{section}' is null"):
+        load_config(None, [override, f"{section}.x=1"])  # not started afresh by a later key
 
 
 def test_a_mapping_override_merges_into_its_section(tmp_path):

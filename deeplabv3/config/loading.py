@@ -118,19 +118,26 @@ def parse_override(text: str) -> Tuple[str, Any]:
     return key, parsed
 
 
-def _set_dotted(data: Dict[str, Any], key: str, value: Any, source: str) -> None:
+def _null_section(section: str, origin: str) -> ConfigError:
+    return ConfigError(f"{origin}: section '{section}' is null, which would reset every {section}.* key to its "
+                       f"default; give its keys, or leave the section out to keep them")
+
+
+def _set_dotted(data: Dict[str, Any], key: str, value: Any, source: str, origins: Origins) -> None:
     """Set ``data[a][b][c] = value`` for ``key='a.b.c'``, copying the sections it walks through.
 
-    A mapping set on a section merges into it, as a child file's would: ``--set model={}`` changes nothing.
+    A mapping set on a section merges into it, as a child file's would: ``--set model={}`` changes nothing. A
+    section made null earlier (``--set model=null``, ``model:`` in a file) is refused rather than started afresh.
     """
     parts = key.split(".")
     node = data
     for depth, part in enumerate(parts[:-1]):
-        child = node.get(part)
+        section = ".".join(parts[:depth + 1])
+        child = node.get(part, {})
         if child is None:
-            child = {}
-        elif not isinstance(child, Mapping):
-            raise ConfigError(f"{source}: '{'.'.join(parts[:depth + 1])}' is a value, not a section")
+            raise _null_section(section, where(section, origins))
+        if not isinstance(child, Mapping):
+            raise ConfigError(f"{source}: '{section}' is a value, not a section")
         node[part] = dict(child)
         node = node[part]
     current = node.get(parts[-1])
@@ -142,7 +149,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], origins: 
     data = merge({}, data)
     for text in overrides:
         key, value = parse_override(text)
-        _set_dotted(data, key, value, f"override {text!r}")
+        _set_dotted(data, key, value, f"override {text!r}", origins)
         source = f"--set {text}"
         origins[key] = source
         if isinstance(value, Mapping):
@@ -210,8 +217,7 @@ def _build(cls: type, data: Any, prefix: str, origins: Origins) -> Any:
     if data is None and not prefix:
         data = {}
     if data is None:
-        raise ConfigError(f"{where(section, origins)}: section '{section}' is null, which would reset every "
-                          f"{section}.* key to its default; give its keys, or leave the section out to keep them")
+        raise _null_section(section, where(section, origins))
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where(section, origins)}: '{section}' must be a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
@@ -270,5 +276,5 @@ def replace(cfg: Config, **changes: Any) -> Config:
     """A validated copy of ``cfg`` with dotted keys changed: ``replace(cfg, **{"eval.flip": True})``."""
     data = to_dict(cfg)
     for key, value in changes.items():
-        _set_dotted(data, key, value, "replace()")
+        _set_dotted(data, key, value, "replace()", origins_of(cfg))
     return from_dict(data, {**origins_of(cfg), **{key: "replace()" for key in changes}})
