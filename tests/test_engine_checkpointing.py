@@ -12,8 +12,10 @@ import pytest
 import mindspore as ms
 
 from conftest import REPO
-from deeplabv3.engine.checkpointing import (LoopState, latest_checkpoint, periodic_checkpoints,
-                                            remove_stale_temp_files, restore_parameters, save_training_checkpoint)
+from deeplabv3.engine.checkpointing import (latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
+                                            restore_parameters, save_training_checkpoint)
+from deeplabv3.engine.loop_state import LoopState, NonFiniteLossError
+from deeplabv3.engine.train_step import StepStats
 from deeplabv3.models.checkpoint import CheckpointError, read_checkpoint
 
 # Saves ~48 MB checkpoints back to back (tens of ms each); every tensor holds the step number the file claims.
@@ -22,7 +24,8 @@ WRITER = textwrap.dedent("""
     import numpy as np
     import deeplabv3
     import mindspore as ms
-    from deeplabv3.engine.checkpointing import LoopState, save_training_checkpoint
+    from deeplabv3.engine.checkpointing import save_training_checkpoint
+    from deeplabv3.engine.loop_state import LoopState
 
     params = [ms.Parameter(ms.Tensor(np.zeros((1024, 1024), np.float32)), name=f"layer{i}.weight")
               for i in range(12)]
@@ -103,3 +106,16 @@ def test_rotation_leaves_checkpoints_ahead_of_a_resumed_run(tmp_path):
     assert [p.name for p in periodic_checkpoints(tmp_path)] == ["step_00000015.ckpt", "step_00000020.ckpt",
                                                                 "step_00000030.ckpt"]
     assert latest_checkpoint(tmp_path).name == "step_00000015.ckpt"
+
+
+def test_the_loop_state_counts_steps_data_position_and_skipped_steps():
+    state = LoopState(data_batch=8)
+    finite, nonfinite = StepStats(loss=1.0, finite=True, scale=1.0), StepStats(loss=float("nan"), finite=False,
+                                                                               scale=1024.0)
+    for stats in (finite, nonfinite, nonfinite, finite, nonfinite):
+        state.advance(stats, batches=2, batches_per_epoch=10, max_consecutive_nonfinite=0)  # 0: never stop
+    assert (state.step, state.data_epoch, state.data_batch) == (5, 1, 8)
+    assert (state.skipped_steps, state.nonfinite_run) == (3, 1)
+    state.advance(nonfinite, 2, 10, max_consecutive_nonfinite=3)
+    with pytest.raises(NonFiniteLossError, match=r"3 consecutive steps .*\(last loss nan, loss scale 1024\)"):
+        state.advance(nonfinite, 2, 10, max_consecutive_nonfinite=3)

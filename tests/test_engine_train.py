@@ -145,9 +145,9 @@ def test_resume_without_a_checkpoint_and_a_fresh_run_over_checkpoints_exit_2(emp
     assert "--resume" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_training_starts_from_init_checkpoint_and_refuses_two_sources(tmp_path):
-    from deeplabv3.config import ConfigError, load_config
-    from deeplabv3.engine.trainer import _check_config, _initial_weights
+def test_training_starts_from_init_checkpoint(tmp_path):
+    from deeplabv3.config import load_config
+    from deeplabv3.engine.trainer import _initial_weights
     from deeplabv3.models import build_model, save_weights
     from deeplabv3.runtime import get_logger
 
@@ -161,7 +161,3 @@ def test_training_starts_from_init_checkpoint_and_refuses_two_sources(tmp_path):
     _initial_weights(net, cfg, get_logger())
     for name, value in snapshot(net.get_parameters()).items():
         np.testing.assert_array_equal(value, expected[name], err_msg=name)
-    both = load_config(overrides=[*TINY_MODEL, f"model.init_checkpoint={tmp_path / 'stage1.ckpt'}",
-                                  "model.pretrained_backbone=resnet101.ckpt"])
-    with pytest.raises(ConfigError, match="set only one"):
-        _check_config(both)

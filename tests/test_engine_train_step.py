@@ -9,7 +9,8 @@ import mindspore as ms
 from deeplabv3.config import load_config
 from deeplabv3.engine.losses import SegmentationCrossEntropy
 from deeplabv3.engine.optim import build_optimizer, group_parameters
-from deeplabv3.engine.train_step import NonFiniteLossError, TrainStep, freeze_batchnorm
+from deeplabv3.engine.loop_state import LoopState, NonFiniteLossError
+from deeplabv3.engine.train_step import TrainStep, freeze_batchnorm
 from deeplabv3.runtime import get_logger
 from engine_helpers import random_batch, snapshot, tiny_net
 
@@ -36,6 +37,13 @@ def make_step(*overrides, accum=1, reducer=None, net=None, freeze=False, steps=2
     return net, step
 
 
+def counted(state, stats, limit=0):
+    """``stats`` after the loop has counted them into ``state`` (one batch per step, ``limit`` as
+    loss_scale.max_consecutive_nonfinite)."""
+    state.advance(stats, 1, 100, limit)
+    return stats
+
+
 def inf_batch():
     images, labels = random_batch()
     poisoned = images.asnumpy().copy()
@@ -58,15 +66,16 @@ def test_fixed_scale_gives_the_same_update_as_no_scale():
 
 def test_injected_inf_skips_the_update_and_halves_a_dynamic_scale():
     net, step = make_step("loss_scale.type=dynamic")
-    step([random_batch()])
+    state = LoopState()
+    counted(state, step([random_batch()]))
     before = snapshot(net.get_parameters())
     moments = snapshot(step.optimizer.moments)
     lr_index = int(step.optimizer.global_step.asnumpy()[0])
 
-    stats = step([inf_batch()])
+    stats = counted(state, step([inf_batch()]))
     assert not stats.finite and stats.scale == 1024.0
     assert float(step.scaler.scale.asnumpy()) == 512.0
-    assert step.skipped_steps == 1 and step.nonfinite_run == 1
+    assert state.skipped_steps == 1 and state.nonfinite_run == 1
     after = snapshot(net.get_parameters())
     for name, value in before.items():  # weights, BN affine and BN running statistics alike
         np.testing.assert_array_equal(after[name], value, err_msg=name)
@@ -74,8 +83,8 @@ def test_injected_inf_skips_the_update_and_halves_a_dynamic_scale():
         np.testing.assert_array_equal(snapshot(step.optimizer.moments)[name], value, err_msg=name)
     assert int(step.optimizer.global_step.asnumpy()[0]) == lr_index + 1  # the LR stays aligned with the step
 
-    stats = step([random_batch(seed=1)])
-    assert stats.finite and stats.scale == 512.0 and step.nonfinite_run == 0
+    stats = counted(state, step([random_batch(seed=1)]))
+    assert stats.finite and stats.scale == 512.0 and state.nonfinite_run == 0
     assert not np.array_equal(net.conv.weight.asnumpy(), before["conv.weight"])
 
 
@@ -85,13 +94,14 @@ def test_dynamic_scale_grows_after_a_window_of_finite_steps():
     assert scales == [1024.0, 1024.0, 4096.0, 4096.0, 16384.0]
 
 
-def test_fixed_scale_also_skips_non_finite_steps_and_stops_after_the_limit():
-    net, step = make_step("loss_scale.type=fixed", "loss_scale.max_consecutive_nonfinite=2")
+def test_fixed_scale_also_skips_non_finite_steps_and_the_loop_stops_after_the_limit():
+    net, step = make_step("loss_scale.type=fixed")
+    state, limit = LoopState(), 2  # loss_scale.max_consecutive_nonfinite
     before = snapshot(net.trainable_params())
-    assert not step([inf_batch()]).finite
+    assert not counted(state, step([inf_batch()]), limit).finite
     assert float(step.scaler.scale.asnumpy()) == 1024.0
     with pytest.raises(NonFiniteLossError, match="2 consecutive steps"):
-        step([inf_batch()])
+        counted(state, step([inf_batch()]), limit)
     for name, value in before.items():
         np.testing.assert_array_equal(snapshot(net.trainable_params())[name], value)
 
@@ -136,8 +146,9 @@ def test_host_reducer_sees_each_step_once_and_propagates_another_ranks_overflow(
         np.testing.assert_allclose(snapshot(net.get_parameters())[name], value, rtol=1e-6, atol=1e-7)
 
     _, overflowing = make_step(reducer=lambda g: mean_with_peer(g, peer_overflow=True))
-    stats = overflowing([batch])
-    assert not stats.finite and overflowing.skipped_steps == 1
+    state = LoopState()
+    stats = counted(state, overflowing([batch]))
+    assert not stats.finite and state.skipped_steps == 1
 
 
 def test_freeze_bn_keeps_statistics_and_affine_parameters():
@@ -260,3 +271,26 @@ def test_a_cell_reducer_in_the_split_step_compiles_once():
     for _ in range(10):
         step(batches)
     assert step.compiled_graphs() == after_first
+
+
+@pytest.mark.parametrize("level", ["O2", "O3"])
+def test_amp_keeps_the_networks_parameters_so_weights_load_before_or_after_it(level):
+    """The trainer builds amp, optimizer and step once and may load weights into the built network afterwards."""
+    from conftest import TINY_MODEL
+    from deeplabv3.engine.train_step import apply_amp
+    from deeplabv3.models import build_model
+
+    net = build_model(load_config(overrides=TINY_MODEL))
+    amp = apply_amp(net, level)
+    assert amp is not net
+    built = {p.name: p for p in net.get_parameters()}
+    assert sorted(p.name for p in amp.get_parameters()) == sorted(built)
+    assert all(p is built[p.name] for p in amp.get_parameters())
+
+
+def test_apply_amp_refuses_an_unresolved_level():
+    """MindSpore has an 'auto' level of its own; the config's 'auto' must be resolved before it gets there."""
+    from deeplabv3.engine.train_step import apply_amp
+
+    with pytest.raises(ValueError, match="resolve 'auto'"):
+        apply_amp(tiny_net(), "auto")

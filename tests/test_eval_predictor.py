@@ -6,7 +6,6 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from deeplabv3.config import ConfigError
 from deeplabv3.evaluation.predictor import Predictor, input_size, tile_starts
 from eval_helpers import NUM_CLASSES, ConvNet, PixelNet, SizeDependentNet, eval_config, random_image, softmax
 
@@ -121,11 +120,6 @@ def test_sliding_window_matches_whole_image_for_a_pointwise_network():
                                        "eval.tile_size=20", "eval.tile_stride=13", "eval.batch_size=3"))
     for a, b in zip(whole.probabilities(images), slide.probabilities(images)):
         np.testing.assert_allclose(b, a, atol=1e-5)
-
-
-def test_tiles_with_gaps_are_refused():
-    with pytest.raises(ConfigError, match="eval.tile_stride"):
-        Predictor(PixelNet(), eval_config("eval.slide=true", "eval.tile_size=20", "eval.tile_stride=21"))
 
 
 def test_class_groups_bound_memory_and_keep_the_labels():

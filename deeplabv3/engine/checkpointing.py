@@ -6,8 +6,8 @@ A training checkpoint is one MindSpore ``.ckpt`` holding
   ``model.init_checkpoint`` load it like any weights file;
 * the optimizer state an exact resume needs: ``global_step`` (the LR index) and the ``moments.*``;
 * dot-less loop state (the network loader ignores dot-less names): ``loss_scale``, ``loss_scale_good_steps``,
-  ``step``, ``data_epoch``, ``data_batch`` (where the data stream continues), ``skipped_steps``, ``nonfinite_run``,
-  ``best_metric``, ``best_step`` and ``format``.
+  and the :class:`~deeplabv3.engine.loop_state.LoopState` entries ``step``, ``data_epoch``, ``data_batch`` (where the
+  data stream continues), ``skipped_steps``, ``nonfinite_run``, ``best_metric``, ``best_step`` and ``format``.
 
 Files are written with :func:`~deeplabv3.models.checkpoint.save_checkpoint_atomic` (temporary name, fsync,
 rename), and the ``last_checkpoint`` pointer is rewritten atomically only after its target is complete. A process
@@ -20,48 +20,21 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 import mindspore as ms
 import numpy as np
 
 from ..fileio import pid_alive, write_text_atomic
 from ..models.checkpoint import CheckpointError, save_checkpoint_atomic
+from .loop_state import LoopState
 
 PathLike = Union[str, os.PathLike]
-FORMAT = "deeplabv3-train-v1"
 POINTER = "last_checkpoint"
 BEST = "best.ckpt"
 _PERIODIC = re.compile(r"step_(\d+)\.ckpt")
 _TEMP = re.compile(r".*\.tmp-(\d+)(\..*)?")
-
-
-@dataclass
-class LoopState:
-    """Host-side loop state carried by a checkpoint (device state travels as parameters)."""
-
-    step: int = 0
-    data_epoch: int = 0
-    data_batch: int = 0
-    skipped_steps: int = 0
-    nonfinite_run: int = 0
-    best_metric: float = -1.0
-    best_step: int = -1
-
-    @classmethod
-    def from_entries(cls, entries: Mapping[str, Any], source: str) -> "LoopState":
-        fmt = entries.get("format")
-        if fmt != FORMAT:
-            raise CheckpointError(f"{source} is not a training checkpoint of this project (format {fmt!r}, "
-                                  f"expected {FORMAT!r}); to start from its weights use model.init_checkpoint "
-                                  f"instead of --resume")
-        values = {}
-        for name, default in asdict(cls()).items():
-            raw = entries.get(name)
-            values[name] = type(default)(np.asarray(raw).item()) if raw is not None else default
-        return cls(**values)
 
 
 def checkpoint_dir(work_dir: PathLike) -> Path:
@@ -117,8 +90,7 @@ def save_training_checkpoint(work_dir: PathLike, params: Sequence[ms.Parameter],
     """Write ``checkpoints/step_<step>.ckpt``, point ``last_checkpoint`` at it, drop the oldest beyond
     ``keep_max``."""
     path = periodic_path(work_dir, state.step)
-    extras: Dict[str, Any] = {"format": FORMAT, **asdict(state)}
-    save_checkpoint_atomic(list(params), path, append_dict=extras)
+    save_checkpoint_atomic(list(params), path, append_dict=state.entries())
     write_text_atomic(Path(work_dir) / POINTER, f"{path.relative_to(work_dir)}\n")
     # Checkpoints ahead of this step belong to an abandoned continuation (a resume from an older checkpoint);
     # they are left alone until this run overwrites them.

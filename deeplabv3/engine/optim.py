@@ -61,19 +61,9 @@ def group_parameters(params: Sequence[ms.Parameter],
     return groups
 
 
-def _check(opt: OptimizerConfig) -> None:
-    for key, value in (("momentum", opt.momentum), ("weight_decay", opt.weight_decay),
-                       ("backbone_lr_mult", opt.backbone_lr_mult), ("bias_lr_mult", opt.bias_lr_mult)):
-        if value < 0:
-            raise ConfigError(f"'optimizer.{key}' is {value}; it must not be negative")
-    if opt.nesterov and opt.momentum == 0:
-        raise ConfigError("'optimizer.nesterov' needs a positive optimizer.momentum")
-
-
 def build_optimizer(params: Sequence[ms.Parameter], opt: OptimizerConfig, lr: np.ndarray,
                     logger: logging.Logger) -> nn.Momentum:
     """``nn.Momentum`` over ``params`` (the trainable ones) with one group per (decay, LR multiplier)."""
-    _check(opt)
     if not params:
         raise ConfigError("the network has no trainable parameters (is everything frozen?)")
     base = ms.Tensor(np.asarray(lr, np.float32))

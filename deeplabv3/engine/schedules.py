@@ -26,7 +26,7 @@ from typing import Callable, Dict
 
 import numpy as np
 
-from ..config import Config, ConfigError, ScheduleConfig
+from ..config import Config, ConfigError, ScheduleConfig, key_error
 
 # Each decay maps (t = steps since warmup, T = steps after warmup, absolute steps, steps per epoch, config) to LRs.
 _Decay = Callable[[np.ndarray, int, np.ndarray, int, ScheduleConfig], np.ndarray]
@@ -35,8 +35,9 @@ _Decay = Callable[[np.ndarray, int, np.ndarray, int, ScheduleConfig], np.ndarray
 def run_length(cfg: Config, steps_per_epoch: int) -> int:
     """Optimizer steps of the whole run: ``train.max_steps`` when set, else ``epochs * steps_per_epoch``."""
     if steps_per_epoch < 1:
-        raise ConfigError(f"the training set yields {steps_per_epoch} optimizer steps per epoch; it needs at least "
-                          f"data.train.batch_size x train.grad_accum_steps x world size images")
+        raise key_error(cfg, ("data.train.batch_size", "train.grad_accum_steps"),
+                        f"the training set yields {steps_per_epoch} optimizer steps per epoch; it needs at least "
+                        f"data.train.batch_size x train.grad_accum_steps x world size images")
     if cfg.train.max_steps is not None:
         return cfg.train.max_steps
     return cfg.train.epochs * steps_per_epoch
@@ -83,23 +84,8 @@ _DECAYS: Dict[str, _Decay] = {
 }
 
 
-def _check(s: ScheduleConfig) -> None:
-    if s.base_lr <= 0:
-        raise ConfigError(f"'schedule.base_lr' is {s.base_lr}; it must be positive")
-    if s.warmup_epochs < 0 or not 0.0 <= s.warmup_start_factor <= 1.0:
-        raise ConfigError(f"'schedule.warmup_epochs' ({s.warmup_epochs}) must be >= 0 and "
-                          f"'schedule.warmup_start_factor' ({s.warmup_start_factor}) in [0, 1]")
-    if s.name in ("cosine", "poly", "reference") and not 0.0 <= s.min_lr <= s.base_lr:
-        raise ConfigError(f"'schedule.min_lr' is {s.min_lr}; it must be in [0, schedule.base_lr={s.base_lr}]")
-    if s.name == "reference" and s.cosine_period_epochs <= 0:
-        raise ConfigError(f"'schedule.cosine_period_epochs' is {s.cosine_period_epochs}; it must be positive")
-    if s.name == "step" and list(s.milestones) != sorted(s.milestones):
-        raise ConfigError(f"'schedule.milestones' {s.milestones} must be increasing epochs, e.g. [100, 200]")
-
-
 def build_lr_schedule(sched: ScheduleConfig, steps_per_epoch: int, total_steps: int) -> np.ndarray:
     """The learning rate of every optimizer step ``0 .. total_steps - 1`` as float32 (see the module doc)."""
-    _check(sched)
     if total_steps < 1 or steps_per_epoch < 1:
         raise ConfigError(f"a schedule needs at least one step (got {total_steps} steps, "
                           f"{steps_per_epoch} per epoch)")

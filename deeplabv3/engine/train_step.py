@@ -8,9 +8,11 @@ Execution
     * split path otherwise: a forward/backward graph per micro-batch, gradients summed in a small graph, then the
       reducer called from Python (e.g. an mpi4py ``Allreduce`` on host buffers), then an update graph.
 
-    Either way the step ends with a single host read of three numbers (loss, finite flag, scale used). That read
-    is what lets the trainer count skipped steps exactly and stop after ``loss_scale.max_consecutive_nonfinite``
-    non-finite steps in a row; everything else (loss scale, its counter, the LR index) stays on the device.
+    Either way the step ends with a single host read of three numbers (loss, finite flag, scale used), returned as
+    :class:`StepStats`. The step keeps no host-side counts: the loop's
+    :class:`~deeplabv3.engine.loop_state.LoopState` counts skipped steps from these stats and stops after
+    ``loss_scale.max_consecutive_nonfinite`` non-finite steps in a row; everything else (loss scale, its counter,
+    the LR index) stays on the device.
 
 Gradient reducer contract (distributed training)
     ``grad_reducer(grads: tuple[Tensor, ...]) -> tuple[Tensor, ...]`` receives the *summed, still loss-scaled*
@@ -41,18 +43,13 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import mindspore as ms
 from mindspore import nn, ops
 
-from ..config import ConfigError, LossScaleConfig
-from ..errors import UserError
+from ..config import LossScaleConfig
 
 Grads = Tuple[ms.Tensor, ...]
 GradReducer = Callable[[Grads], Grads]
 Batch = Tuple[ms.Tensor, ms.Tensor]
 
 _hyper_map = ops.HyperMap()
-
-
-class NonFiniteLossError(UserError, RuntimeError):
-    """Too many consecutive steps produced non-finite gradients: training diverged (LR, data or loss scale)."""
 
 
 @dataclass(frozen=True)
@@ -85,11 +82,6 @@ class LossScaler(nn.Cell):
 
     def __init__(self, cfg: LossScaleConfig) -> None:
         super().__init__()
-        if cfg.type != "none" and cfg.scale < 1:
-            raise ConfigError(f"'loss_scale.scale' is {cfg.scale}; it must be >= 1")
-        if cfg.type == "dynamic" and (cfg.factor <= 1 or cfg.window < 1):
-            raise ConfigError(f"dynamic loss scaling needs 'loss_scale.factor' > 1 and 'loss_scale.window' >= 1 "
-                              f"(got {cfg.factor}, {cfg.window})")
         self.dynamic = cfg.type == "dynamic"
         self.factor = float(cfg.factor)
         self.window = int(cfg.window)
@@ -237,7 +229,6 @@ class TrainStep:
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
         self.weights = optimizer.parameters
         self.scaler = LossScaler(loss_scale)
-        self.max_consecutive_nonfinite = loss_scale.max_consecutive_nonfinite
         self.grad_accum_steps = grad_accum_steps
         self.optimizer = optimizer
         self._forward_backward = _ForwardBackward(net, loss_fn, self.weights, self.scaler)
@@ -250,8 +241,6 @@ class TrainStep:
             reducer = grad_reducer if grad_reducer is not None else _Identity()
             self._fused = _FusedStep(self._forward_backward, reducer, self._update)
         self._add = _AddGrads()
-        self.skipped_steps = 0
-        self.nonfinite_run = 0
 
     @property
     def fused(self) -> bool:
@@ -285,24 +274,12 @@ class TrainStep:
         return self._update(loss, ms.mutable(grads), ms.mutable(saved) if saved else saved)
 
     def __call__(self, batches: Sequence[Batch]) -> StepStats:
-        """Run one step on ``grad_accum_steps`` ``(images, labels)`` micro-batches."""
+        """Run one step on ``grad_accum_steps`` ``(images, labels)`` micro-batches; what it did, for the loop."""
         if len(batches) != self.grad_accum_steps:
             raise ValueError(f"a step takes {self.grad_accum_steps} micro-batches, got {len(batches)}")
         out = self._fused(*batches[0]) if self._fused is not None else self._split(batches)
         loss, finite, scale = (float(v) for v in out.asnumpy())
-        stats = StepStats(loss=loss, finite=bool(finite), scale=scale)
-        if stats.finite:
-            self.nonfinite_run = 0
-        else:
-            self.skipped_steps += 1
-            self.nonfinite_run += 1
-            if 0 < self.max_consecutive_nonfinite <= self.nonfinite_run:
-                raise NonFiniteLossError(
-                    f"{self.nonfinite_run} consecutive steps produced non-finite gradients (last loss {loss}, "
-                    f"loss scale {scale:g}); training diverged. Lower schedule.base_lr, use "
-                    f"loss_scale.type=dynamic, or check the data; loss_scale.max_consecutive_nonfinite=0 "
-                    f"disables this stop")
-        return stats
+        return StepStats(loss=loss, finite=bool(finite), scale=scale)
 
     # ---- state carried by checkpoints -------------------------------------------------------------------
 
@@ -310,20 +287,21 @@ class TrainStep:
         """Device-side state of the step (loss scale and its counter) for checkpoints."""
         return [self.scaler.scale, self.scaler.good_steps]
 
-    def host_state(self) -> dict:
-        return {"skipped_steps": self.skipped_steps, "nonfinite_run": self.nonfinite_run}
 
-    def load_host_state(self, state: dict) -> None:
-        self.skipped_steps = int(state.get("skipped_steps", 0))
-        self.nonfinite_run = int(state.get("nonfinite_run", 0))
+AMP_LEVELS = ("O0", "O1", "O2", "O3")
 
 
 def apply_amp(net: nn.Cell, amp_level: str) -> nn.Cell:
-    """Cast ``net`` for mixed precision (``O0`` leaves it float32). The loss is always computed in float32."""
+    """Cast ``net`` for mixed precision (``O0`` leaves it float32). The loss is always computed in float32.
+
+    ``amp_level`` is a resolved ``train.amp_level``: loading turns the config's ``auto`` into one of
+    :data:`AMP_LEVELS`, and MindSpore's own, different ``auto`` level must never be reached by accident.
+    """
+    if amp_level not in AMP_LEVELS:
+        raise ValueError(f"amp level {amp_level!r} is not one of {AMP_LEVELS}; load the config to resolve 'auto'")
     if amp_level == "O0":
         return net
     return ms.amp.auto_mixed_precision(net, amp_level)
 
 
-__all__ = ["TrainStep", "StepStats", "LossScaler", "NonFiniteLossError", "freeze_batchnorm", "apply_amp",
-           "GradReducer"]
+__all__ = ["TrainStep", "StepStats", "LossScaler", "freeze_batchnorm", "apply_amp", "GradReducer"]

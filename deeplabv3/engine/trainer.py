@@ -40,14 +40,15 @@ import mindspore as ms
 import numpy as np
 from mindspore import nn
 
-from ..config import Config, ConfigError, dump_yaml, save_config
+from ..config import Config, check_training, config_warnings, dump_yaml, key_error, save_config
 from ..data.pipeline import build_train_dataset, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
 from ..runtime import setup_runtime
-from .checkpointing import (LoopState, checkpoint_dir, latest_checkpoint, periodic_checkpoints,
-                            remove_stale_temp_files, restore_parameters, save_best, save_training_checkpoint)
+from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
+                            restore_parameters, save_best, save_training_checkpoint)
 from ..distributed import init_distributed
+from .loop_state import LoopState
 from .losses import build_loss
 from .monitor import METRICS, TrainMonitor, truncate_metrics
 from .optim import build_optimizer, state_names
@@ -93,23 +94,6 @@ class StopSignals:
             signal.signal(sig, previous)
 
 
-def _check_config(cfg: Config) -> None:
-    if cfg.model.pretrained_backbone and cfg.model.init_checkpoint:
-        raise ConfigError("both 'model.pretrained_backbone' and 'model.init_checkpoint' are set; the full "
-                          "checkpoint would overwrite the backbone: set only one")
-    if cfg.train.eval_interval > 0 and cfg.data.eval.list is None:
-        raise ConfigError("'train.eval_interval' is set but 'data.eval.list' is not; give the evaluation list "
-                          "(e.g. --set data.eval.list=data/voc_val.txt) or set train.eval_interval=0")
-    for key in ("save_steps", "eval_interval", "eval_start"):
-        if getattr(cfg.train, key) < 0:
-            raise ConfigError(f"'train.{key}' is {getattr(cfg.train, key)}; it must not be negative")
-    for key in ("init_checkpoint", "pretrained_backbone"):
-        path = getattr(cfg.model, key)
-        if path and not Path(path).is_file():
-            raise ConfigError(f"'model.{key}' is {path}, which does not exist (relative paths start from "
-                              f"{Path.cwd()}); fix the path or set model.{key}=null")
-
-
 def _initial_weights(net: nn.Cell, cfg: Config, logger: Any) -> None:
     model = cfg.model
     if model.init_checkpoint:
@@ -137,10 +121,16 @@ def resolve_resume(resume: Optional[str], work_dir: Path) -> Optional[Path]:
 
 
 class Trainer:
-    """One process's part of a (possibly distributed) training run; see the module docstring."""
+    """One process's part of a (possibly distributed) training run; see the module docstring.
+
+    Everything a step needs is built once, here: the network (``net``, whose parameters are the ones loaded and
+    saved), the network the step and periodic evaluation run (``train_net``: ``net`` with ``train.amp_level``
+    applied, the same parameter objects behind casts), the optimizer and the step. Loading weights into ``net``
+    therefore works before or after any of it; :meth:`run` loads them (initial weights or a resumed checkpoint)
+    just before the loop.
+    """
 
     def __init__(self, cfg: Config, ctx: Any, logger: Any) -> None:
-        _check_config(cfg)
         self.cfg = cfg
         self.ctx = ctx
         self.logger = logger
@@ -149,43 +139,37 @@ class Trainer:
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = self.batches_per_epoch // self.accum
         if self.steps_per_epoch < 1:
-            raise ConfigError(f"'train.grad_accum_steps' ({self.accum}) exceeds the {self.batches_per_epoch} batches "
-                              f"of an epoch; lower it or data.train.batch_size")
+            raise key_error(cfg, ("train.grad_accum_steps", "data.train.batch_size"),
+                            f"'train.grad_accum_steps' ({self.accum}) exceeds the {self.batches_per_epoch} batches of "
+                            f"an epoch; lower it or data.train.batch_size")
         self.total_steps = run_length(cfg, self.steps_per_epoch)
         self.lr = build_lr_schedule(cfg.schedule, self.steps_per_epoch, self.total_steps)
         self.state = LoopState()
         self.net: nn.Cell = build_model(cfg)
-        self.step_fn: Optional[TrainStep] = None
-        self.checkpoint_params: List[ms.Parameter] = []
+        if cfg.train.freeze_bn:
+            logger.info("freeze_bn: %d BatchNorm layers use their running statistics and are not trained",
+                        freeze_batchnorm(self.net))
+        self.net.set_train(True)
+        self.train_net: nn.Cell = apply_amp(self.net, cfg.train.amp_level)
+        optimizer = build_optimizer(self.net.trainable_params(), cfg.optimizer, self.lr, logger)
+        reducer = getattr(ctx, "grad_reducer", None)
+        if ctx.world_size > 1 and reducer is None:
+            raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
+        self.step_fn = TrainStep(self.train_net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale,
+                                 self.accum, reducer)
+        wanted = set(state_names(optimizer))
+        self.checkpoint_params: List[ms.Parameter] = [
+            *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
+            *self.step_fn.state_parameters()]
 
     # ------------------------------------------------------------------------------------------------ set-up
 
-    def _build_step(self) -> TrainStep:
-        cfg, net = self.cfg, self.net
-        if cfg.train.freeze_bn:
-            self.logger.info("freeze_bn: %d BatchNorm layers use their running statistics and are not trained",
-                             freeze_batchnorm(net))
-        net.set_train(True)
-        net = self.net = apply_amp(net, cfg.train.amp_level)
-        optimizer = build_optimizer(net.trainable_params(), cfg.optimizer, self.lr, self.logger)
-        reducer = getattr(self.ctx, "grad_reducer", None)
-        if self.ctx.world_size > 1 and reducer is None:
-            raise RuntimeError(f"the distributed context has {self.ctx.world_size} ranks but no grad_reducer")
-        step_fn = TrainStep(net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale, self.accum, reducer)
-        wanted = set(state_names(optimizer))
-        self.checkpoint_params = [*net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
-                                  *step_fn.state_parameters()]
-        return step_fn
-
     def _resume(self, path: Path) -> None:
-        assert self.step_fn is not None
         entries = read_checkpoint(path)
         self.state = LoopState.from_entries(entries, str(path))
         load_params(self.net, entries, strict=True, source=str(path))
         net_names = {p.name for p in self.net.get_parameters()}
         restore_parameters([p for p in self.checkpoint_params if p.name not in net_names], entries, str(path))
-        self.step_fn.load_host_state({"skipped_steps": self.state.skipped_steps,
-                                      "nonfinite_run": self.state.nonfinite_run})
         if self.state.data_batch >= self.batches_per_epoch:
             self.logger.warning("the checkpoint's data position (batch %d of epoch %d) is past this configuration's "
                                 "%d batches per epoch (batch size or rank count changed): continuing at the start "
@@ -216,8 +200,7 @@ class Trainer:
         cfg, ctx, logger = self.cfg, self.ctx, self.logger
         if resume is None:
             _initial_weights(self.net, cfg, logger)
-        self.step_fn = self._build_step()
-        if resume is not None:
+        else:
             self._resume(resume)
         if ctx.is_main:
             truncate_metrics(self.work_dir / METRICS, self.state.step)
@@ -253,7 +236,6 @@ class Trainer:
         return self._result(checkpoint, None)
 
     def _train_step(self, batches: Iterator[Tuple[ms.Tensor, ms.Tensor]], monitor: TrainMonitor) -> None:
-        assert self.step_fn is not None
         state = self.state
         if state.step >= len(self.lr):
             raise RuntimeError(f"step {state.step} is past the end of the {len(self.lr)}-step LR schedule")
@@ -263,11 +245,7 @@ class Trainer:
         stats = self.step_fn(micro)
         end = time.perf_counter()
         lr = float(self.lr[state.step])
-        state.step += 1
-        state.data_epoch, state.data_batch = divmod(
-            state.data_epoch * self.batches_per_epoch + state.data_batch + self.accum, self.batches_per_epoch)
-        state.skipped_steps = self.step_fn.skipped_steps
-        state.nonfinite_run = self.step_fn.nonfinite_run
+        state.advance(stats, self.accum, self.batches_per_epoch, self.cfg.loss_scale.max_consecutive_nonfinite)
         if not stats.finite:
             self.logger.warning("step %d: non-finite gradients (loss %s, scale %g); update skipped", state.step,
                                 stats.loss, stats.scale)
@@ -297,9 +275,9 @@ class Trainer:
         ctx, state = self.ctx, self.state
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
         # The network being trained runs at the training output stride, whatever eval.output_stride says.
-        results = evaluate(self.net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False,
+        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False,
                            output_stride=self.cfg.model.output_stride)
-        self.net.set_train(True)
+        self.train_net.set_train(True)
         value = results.get(EVAL_METRIC)
         if value is not None and value > state.best_metric:
             state.best_metric, state.best_step = float(value), state.step
@@ -324,6 +302,7 @@ class Trainer:
 
 def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> TrainResult:
     """Train as ``cfg`` says (``tools/train.py``). ``resume``: ``None``, :data:`LATEST` or a checkpoint path."""
+    check_training(cfg)
     ctx = init_distributed(cfg)
     work_dir = Path(cfg.runtime.work_dir)
     resume_path = resolve_resume(resume, work_dir)
@@ -334,6 +313,8 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
     if ctx.is_main:
         save_config(cfg, work_dir / "config.yaml")
         logger.info("effective config (saved to %s):\n%s", work_dir / "config.yaml", dump_yaml(cfg).rstrip())
+        for warning in config_warnings(cfg):
+            logger.warning(warning)
         for path in remove_stale_temp_files(work_dir):
             logger.info("removed %s, left by an interrupted writer", path)
     trainer = Trainer(cfg, ctx, logger)

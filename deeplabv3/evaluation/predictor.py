@@ -32,16 +32,11 @@ import numpy as np
 import mindspore as ms
 from mindspore import nn, ops
 
-from ..config import Config, ConfigError
+from ..config import Config, effective_output_stride, input_size
 from ..models import LoadReport, build_model, load_checkpoint
 
 CV_MAX_CHANNELS = 512  # cv2.resize handles at most this many channels at once
 DEFAULT_ACCUMULATOR_BYTES = 1 << 30
-
-
-def effective_output_stride(cfg: Config) -> int:
-    """The output stride the network runs at during evaluation."""
-    return cfg.eval.output_stride or cfg.model.output_stride
 
 
 def load_eval_network(cfg: Config, checkpoint: Union[str, os.PathLike]) -> Tuple[nn.Cell, LoadReport]:
@@ -50,11 +45,6 @@ def load_eval_network(cfg: Config, checkpoint: Union[str, os.PathLike]) -> Tuple
     report = load_checkpoint(net, checkpoint, strict=True)
     net.set_train(False)
     return net, report
-
-
-def input_size(crop_size: int, scale: float) -> int:
-    """Long side (and padded square size) of the network input at ``scale``."""
-    return int((crop_size - 1) * scale) + 1
 
 
 def resize_long_side(image: np.ndarray, long_side: int) -> np.ndarray:
@@ -191,9 +181,6 @@ class Predictor:
 
     def __init__(self, net: nn.Cell, cfg: Config, max_accumulator_bytes: int = DEFAULT_ACCUMULATOR_BYTES) -> None:
         ev = cfg.eval
-        if ev.slide and ev.tile_stride > ev.tile_size:
-            raise ConfigError(f"'eval.tile_stride' ({ev.tile_stride}) is larger than 'eval.tile_size' "
-                              f"({ev.tile_size}): the tiles would leave gaps; use a stride <= the tile size")
         self.scales = [float(s) for s in ev.scales]
         self.flip = bool(ev.flip)
         self.crop_size = ev.crop_size

@@ -5,7 +5,7 @@ from typing import Optional, Union
 
 import mindspore.nn as nn
 
-from ..config import Config, ConfigError, ModelConfig
+from ..config import Config, ModelConfig
 from .aspp import ASPP
 from .deeplab import DeepLabV3, DeepLabV3Plus
 from .resnet import DEPTHS, DilatedResNet, ResNetFeatures
@@ -17,22 +17,6 @@ def _model_section(cfg: Union[Config, ModelConfig]) -> ModelConfig:
     return cfg.model if isinstance(cfg, Config) else cfg
 
 
-def _check(model: ModelConfig, output_stride: int) -> None:
-    """Rules on the model keys that the config schema cannot express, reported with the key to change."""
-    if model.layers is not None and (len(model.layers) != 4 or min(model.layers) < 1):
-        raise ConfigError(f"'model.layers' is {model.layers}; give 4 positive block counts (layer1..layer4), "
-                          f"e.g. [3, 4, 23, 3], or null for the backbone's own")
-    for key in ("base_channels", "aspp_channels", "low_level_channels"):
-        if getattr(model, key) < 1:
-            raise ConfigError(f"'model.{key}' is {getattr(model, key)}; it must be at least 1")
-    for key in ("aspp_rates", "multi_grid"):
-        values = getattr(model, key)
-        if not values or min(values) < 1:
-            raise ConfigError(f"'model.{key}' is {values}; give one or more positive integers")
-    if output_stride not in (8, 16):
-        raise ConfigError(f"output stride {output_stride} is not supported; use 8 or 16")
-
-
 def build_model(cfg: Union[Config, ModelConfig], output_stride: Optional[int] = None) -> nn.Cell:
     """DeepLabV3 or DeepLabV3+ as configured, with freshly initialised weights.
 
@@ -42,7 +26,6 @@ def build_model(cfg: Union[Config, ModelConfig], output_stride: Optional[int] = 
     """
     model = _model_section(cfg)
     output_stride = model.output_stride if output_stride is None else output_stride
-    _check(model, output_stride)
     bn = {"bn_momentum": model.bn_momentum, "bn_eps": model.bn_eps}
     layers = model.layers if model.layers is not None else DEPTHS[model.backbone]
     backbone = ResNetFeatures(DilatedResNet(layers, output_stride, model.multi_grid, model.base_channels, **bn))
