@@ -14,7 +14,7 @@ from mindspore import nn
 
 from deeplabv3.export import ExportOptions, VerificationError, compare, export_graph, sample_input
 from deeplabv3.models import InferenceNet
-from deeplabv3.models.deeplab import Resize
+from deeplabv3.models.layers import Resize
 from export_helpers import SIZE, tiny_config, tiny_net
 
 ATOL = 1e-4

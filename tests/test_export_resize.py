@@ -7,7 +7,7 @@ import pytest
 from mindspore import ops
 
 from deeplabv3.export_resize import MatrixResize, bilinear_matrix, matrix_resizes, nearest_matrix
-from deeplabv3.models.deeplab import Resize
+from deeplabv3.models.layers import Resize
 from export_helpers import tiny_config, tiny_net
 
 # (in_h, in_w) -> (out_h, out_w): the network's upsampling (5x7 -> 65x97), odd and even factors, downsampling,

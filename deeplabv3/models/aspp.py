@@ -12,7 +12,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
 
-from .resnet import batch_norm, conv2d
+from .layers import batch_norm, conv2d
 
 
 class ASPPConv(nn.Cell):

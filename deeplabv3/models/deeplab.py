@@ -12,31 +12,13 @@ import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
-from mindspore.common.initializer import Normal
 
 from ..config import ModelConfig
 from .aspp import ASPP
-from .resnet import ResNetFeatures, batch_norm, conv2d
+from .layers import Resize, batch_norm, classifier, conv2d
+from .resnet import ResNetFeatures
 
 OUTPUTS = ("probs", "logits", "labels")
-
-
-def classifier(in_channels: int, num_classes: int, has_bias: bool) -> nn.Conv2d:
-    """The final 1x1 convolution, initialised small (std 0.01) so training starts from near-uniform scores."""
-    return nn.Conv2d(in_channels, num_classes, 1, has_bias=has_bias, weight_init=Normal(0.01), bias_init="zeros")
-
-
-class Resize(nn.Cell):
-    """Resize NCHW maps to ``size`` with ``align_corners=True`` (bilinear, or nearest as DeepLabV3+'s decoder)."""
-
-    def __init__(self, mode: str = "bilinear") -> None:
-        super().__init__()
-        self.mode = mode
-
-    def construct(self, x: Tensor, size: Tuple[int, int]) -> Tensor:
-        if self.mode == "nearest":
-            return ops.ResizeNearestNeighbor(size, True)(x)
-        return ops.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 class DeepLabV3(nn.Cell):

@@ -16,7 +16,8 @@ from typing import List, Optional, Sequence, Tuple
 
 import mindspore.nn as nn
 from mindspore import Tensor
-from mindspore.common.initializer import HeNormal
+
+from .layers import batch_norm, conv2d
 
 EXPANSION = 4
 DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
@@ -51,21 +52,6 @@ def plan_stages(layers: Sequence[int], output_stride: int, multi_grid: Sequence[
         StagePlan("layer3", layer3_stride, (layer3_dilation,) * layers[2]),
         StagePlan("layer4", 1, grid),
     ]
-
-
-def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    """Bias-free convolution (a BN follows) with symmetric padding ``dilation * (k - 1) / 2``, He-initialised.
-
-    The padding keeps the size at stride 1, which is what lets dilation replace stride without changing shapes.
-    """
-    padding = dilation * (kernel_size - 1) // 2
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
-                     dilation=dilation, has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
-
-
-def batch_norm(channels: int, momentum: float, eps: float) -> nn.BatchNorm2d:
-    """BatchNorm with MindSpore's momentum convention (``moving = momentum * moving + (1 - momentum) * batch``)."""
-    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
 
 
 class Bottleneck(nn.Cell):
