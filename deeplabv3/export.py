@@ -336,9 +336,9 @@ def _publish(staged: Path, path: Path, verification: Verification, what: str) ->
     raise VerificationError(message)
 
 
-def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOptions,
-                 output_stride: int) -> ExportResult:
-    """Export ``net`` (weights loaded) as MINDIR or ONNX, verify the file and move it to ``out``.
+def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOptions) -> ExportResult:
+    """Export ``net`` (a network from ``build_model``, weights loaded) as MINDIR or ONNX, verify the file and move
+    it to ``out``.
 
     Raises :class:`VerificationError` (and writes nothing) when the file's output differs from the network's
     beyond ``options.atol`` (``options.min_agreement`` of pixels for labels).
@@ -350,7 +350,7 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
     _check_options(options)
     if options.fmt == "ONNX":
         require_onnx()
-    height, width = resolve_input_size(cfg, options, output_stride)
+    height, width = resolve_input_size(cfg, options, net.output_stride)
     logger = get_logger()
     if options.input_size is None:
         logger.info("no input size given: exporting at eval.crop_size, %dx%d", height, width)
@@ -374,11 +374,11 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
         logger.info("verified with %s: %s", "onnxruntime" if options.fmt == "ONNX" else "mindspore.load + GraphCell",
                     verification.summary())
         _publish(staged, path, verification, f"the exported {options.fmt} file")
-    return ExportResult(path, options.fmt, tuple(graph_sample.shape), output_stride, verification,
+    return ExportResult(path, options.fmt, tuple(graph_sample.shape), net.output_stride, verification,
                         path.stat().st_size, time.perf_counter() - start)
 
 
-def export_weights(net: nn.Cell, cfg: Config, out: PathLike, output_stride: int) -> ExportResult:
+def export_weights(net: nn.Cell, cfg: Config, out: PathLike) -> ExportResult:
     """Write ``net``'s parameters only, then reload them strictly into a fresh network to prove they fit.
 
     The check compares every reloaded tensor with the original; a missing, extra or differing tensor fails.
@@ -388,7 +388,7 @@ def export_weights(net: nn.Cell, cfg: Config, out: PathLike, output_stride: int)
     with _staging(path) as staged:
         save_weights(net, staged)
         _make_regular(staged)
-        fresh = build_model(cfg, output_stride=output_stride)
+        fresh = build_model(cfg, output_stride=net.output_stride)
         load_checkpoint(fresh, staged, strict=True)
         original = {p.name: p.asnumpy() for p in net.get_parameters()}
         reloaded = {p.name: p.asnumpy() for p in fresh.get_parameters()}
@@ -398,7 +398,7 @@ def export_weights(net: nn.Cell, cfg: Config, out: PathLike, output_stride: int)
         verification = Verification("weights", diff == 0.0, max_abs_diff=diff, tolerance=0.0)
         get_logger().info("verified by a strict reload: %d tensors, %s", len(reloaded), verification.summary())
         _publish(staged, path, verification, "the reloaded weights file")
-    return ExportResult(path, "CKPT", None, output_stride, verification, path.stat().st_size,
+    return ExportResult(path, "CKPT", None, net.output_stride, verification, path.stat().st_size,
                         time.perf_counter() - start)
 
 
@@ -411,20 +411,20 @@ def run_export(cfg: Config, checkpoint: PathLike, out: PathLike, options: Export
     """
     options = dataclasses.replace(options, fmt=normalize_format(options.fmt))
     _check_options(options)
-    output_stride = effective_output_stride(cfg)
     if options.fmt == "ONNX":
         require_onnx()
     if options.fmt != "CKPT":
-        resolve_input_size(cfg, options, output_stride)
+        resolve_input_size(cfg, options, effective_output_stride(cfg))
     logger = setup_runtime(cfg, verbose=verbose, log_name="export.log")
     net, _ = load_eval_network(cfg, checkpoint)
     if options.fmt == "CKPT":
-        result = export_weights(net, cfg, out, output_stride)
+        result = export_weights(net, cfg, out)
         source_size = Path(checkpoint).stat().st_size
         logger.info("weights-only checkpoint: %s, %.1f MB (%.0f%% of %s)", result.path, result.size_bytes / 1e6,
                     100 * result.size_bytes / source_size, checkpoint)
     else:
-        result = export_graph(net, cfg, out, options, output_stride)
+        result = export_graph(net, cfg, out, options)
         logger.info("%s written: %s, %.1f MB, input %s, output stride %d, %.1f s", result.fmt, result.path,
-                    result.size_bytes / 1e6, "x".join(map(str, result.input_shape)), output_stride, result.seconds)
+                    result.size_bytes / 1e6, "x".join(map(str, result.input_shape)), result.output_stride,
+                    result.seconds)
     return result

@@ -37,9 +37,9 @@ def test_both_formats_match_the_network(name, output_stride, tmp_path, graph_mod
     x = sample_input(cfg, 2, *SIZE, seed=11)
     expected = InferenceNet(net, "probs")(ms.Tensor(x)).asnumpy()
     for fmt, run in (("ONNX", run_onnx), ("MINDIR", run_mindir)):
-        result = export_graph(net, cfg, tmp_path / f"{name}_os{output_stride}", ExportOptions(fmt, SIZE, 2),
-                              output_stride)
+        result = export_graph(net, cfg, tmp_path / f"{name}_os{output_stride}", ExportOptions(fmt, SIZE, 2))
         assert result.path.suffix == f".{fmt.lower()}" and result.path.is_file()
+        assert result.output_stride == output_stride
         assert result.input_shape == (2, 3, *SIZE)
         assert result.verification.passed and result.verification.max_abs_diff <= ATOL
         got = run(result.path, x)
@@ -51,7 +51,7 @@ def test_both_formats_match_the_network(name, output_stride, tmp_path, graph_mod
 
 def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path, graph_mode):  # noqa: F811
     cfg = tiny_config("deeplabv3plus", 16)
-    result = export_graph(tiny_net(cfg), cfg, tmp_path / "plus", ExportOptions("ONNX", SIZE, output="logits"), 16)
+    result = export_graph(tiny_net(cfg), cfg, tmp_path / "plus", ExportOptions("ONNX", SIZE, output="logits"))
     model = onnx.load(str(result.path))
     op_types = {node.op_type for node in model.graph.node}
     assert "MatMul" in op_types and not op_types & {"Resize", "Upsample", "GlobalAveragePool"}
@@ -69,7 +69,7 @@ def test_nhwc_input_and_label_output(fmt, run, tmp_path, graph_mode):  # noqa: F
     x = sample_input(cfg, 1, *SIZE, seed=12)
     expected = InferenceNet(net, "labels")(ms.Tensor(x)).asnumpy()
     result = export_graph(net, cfg, tmp_path / "labels", ExportOptions(fmt, SIZE, output="labels",
-                                                                       input_format="NHWC"), 8)
+                                                                       input_format="NHWC"))
     assert result.input_shape == (1, *SIZE, 3)
     assert result.verification.agreement >= 0.999
     got = run(result.path, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
@@ -96,6 +96,5 @@ def test_failed_verification_writes_nothing(tmp_path, graph_mode):  # noqa: F811
     cfg = tiny_config("deeplabv3", 16)
     out_dir = tmp_path / "out"
     with pytest.raises(VerificationError, match="nothing was written"):
-        export_graph(tiny_net(cfg), cfg, out_dir / "net.onnx", ExportOptions("ONNX", SIZE, output="logits", atol=0.0),
-                     16)
+        export_graph(tiny_net(cfg), cfg, out_dir / "net.onnx", ExportOptions("ONNX", SIZE, output="logits", atol=0.0))
     assert list(out_dir.iterdir()) == []

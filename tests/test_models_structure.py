@@ -1,13 +1,15 @@
 """The networks' structure: published names and shapes, strides and dilations, stage sizes, config keys."""
 from __future__ import annotations
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import nn
 from mindcv.models.resnet import Bottleneck as MindcvBottleneck
 from mindcv.models.resnet import ResNet as MindcvResNet
 
 from deeplabv3.config import ConfigError, load_config
-from deeplabv3.models import build_model, load_params
+from deeplabv3.models import InferenceNet, build_model, load_params, output_stride_of
 from deeplabv3.models.summary import stage_sizes, summarize
 from models_helpers import image, params_of, published_names, randomize, shapes_of, tiny_config
 
@@ -65,6 +67,17 @@ def test_stage_sizes_for_a_513_input(pynative_mode, output_stride, expected):
     assert stage_sizes(net, (513, 513)) == [(s, s) for s in expected]
     net.set_train(False)
     assert net(image((1, 3, 513, 513))).shape == (1, 21, 513, 513)
+
+
+@pytest.mark.parametrize("name", ["deeplabv3", "deeplabv3plus"])
+def test_networks_carry_their_output_stride_through_wrappers(name):
+    cfg = tiny_config(f"model.name={name}")
+    for output_stride in (16, 8):
+        net = build_model(cfg, output_stride=output_stride)
+        assert net.output_stride == net.backbone.output_stride == output_stride
+        assert output_stride_of(InferenceNet(net)) == output_stride
+        assert output_stride_of(ms.amp.auto_mixed_precision(net, "O2")) == output_stride  # wraps the network
+    assert output_stride_of(nn.Conv2d(3, 3, 1)) is None
 
 
 def test_layers_and_base_channels_shape_a_small_network(pynative_mode):
