@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from mindspore import ops
 
-from deeplabv3.export_resize import MatrixResize, bilinear_matrix, matrix_resizes, nearest_matrix
+from deeplabv3.export.resize import MatrixResize, bilinear_matrix, matrix_resizes, nearest_matrix
 from deeplabv3.models.layers import Resize
 from export_helpers import tiny_config, tiny_net
 

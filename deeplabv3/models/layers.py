@@ -37,7 +37,7 @@ class Resize(nn.Cell):
     """Resize NCHW maps to ``size`` with ``align_corners=True`` (bilinear, or nearest as DeepLabV3+'s decoder).
 
     Parameter-free and a cell of its own, so an exporter can swap in an equivalent its target format supports
-    (:mod:`deeplabv3.export_resize`).
+    (:mod:`deeplabv3.export.resize`).
     """
 
     def __init__(self, mode: str = "bilinear") -> None:

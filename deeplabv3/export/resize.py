@@ -20,7 +20,7 @@ import mindspore.ops as ops
 import numpy as np
 from mindspore import Tensor
 
-from .models.layers import Resize
+from ..models.layers import Resize
 
 
 def _source_positions(n_in: int, n_out: int) -> np.ndarray:
