@@ -26,7 +26,7 @@ from ..models import output_stride_of
 from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
-from ..visualize import save_image, save_mask, side_by_side
+from ..visualization import save_image, save_mask, side_by_side
 from .metrics import ConfusionMatrix
 from .predictor import Predictor, load_eval_network
 from .report import format_results, per_class_rows, to_percent, write_results
