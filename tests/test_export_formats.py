@@ -18,6 +18,8 @@ from deeplabv3.models.layers import Resize
 from export_helpers import SIZE, tiny_config, tiny_net
 
 ATOL = 1e-4
+pytestmark = [pytest.mark.usefixtures("execution_mode"),
+              pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)]
 
 
 def run_mindir(path, x):
@@ -31,7 +33,7 @@ def run_onnx(path, x):
 
 @pytest.mark.parametrize("name,output_stride", [("deeplabv3", 16), ("deeplabv3", 8), ("deeplabv3plus", 16),
                                                 ("deeplabv3plus", 8)])
-def test_both_formats_match_the_network(name, output_stride, tmp_path, graph_mode):  # noqa: F811
+def test_both_formats_match_the_network(name, output_stride, tmp_path):
     cfg = tiny_config(name, output_stride)
     net = tiny_net(cfg)
     x = sample_input(cfg, 2, *SIZE, seed=11)
@@ -49,7 +51,7 @@ def test_both_formats_match_the_network(name, output_stride, tmp_path, graph_mod
     assert isinstance(net.resize, Resize)
 
 
-def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path, graph_mode):  # noqa: F811
+def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path):
     cfg = tiny_config("deeplabv3plus", 16)
     result = export_graph(tiny_net(cfg), cfg, tmp_path / "plus", ExportOptions("ONNX", SIZE, output="logits"))
     model = onnx.load(str(result.path))
@@ -63,7 +65,7 @@ def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path, graph_mode):  
 
 
 @pytest.mark.parametrize("fmt,run", [("ONNX", run_onnx), ("MINDIR", run_mindir)])
-def test_nhwc_input_and_label_output(fmt, run, tmp_path, graph_mode):  # noqa: F811
+def test_nhwc_input_and_label_output(fmt, run, tmp_path):
     cfg = tiny_config("deeplabv3", 8)
     net = tiny_net(cfg, seed=3)
     x = sample_input(cfg, 1, *SIZE, seed=12)
@@ -91,7 +93,7 @@ def test_compare_flags_differences_beyond_tolerance():
     assert not compare("probs", np.zeros((1, 4, 6, 4)), logits).passed  # wrong shape
 
 
-def test_failed_verification_writes_nothing(tmp_path, graph_mode):  # noqa: F811
+def test_failed_verification_writes_nothing(tmp_path):
     # onnxruntime's convolutions round differently from MindSpore's, so a zero tolerance on logits cannot hold.
     cfg = tiny_config("deeplabv3", 16)
     out_dir = tmp_path / "out"

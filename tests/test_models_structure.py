@@ -61,8 +61,9 @@ def test_deeplabv3plus_names_and_shapes_are_the_published_ones():
     assert len(shapes) == 566
 
 
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
 @pytest.mark.parametrize("output_stride, expected", [(16, [129, 65, 33, 33]), (8, [129, 65, 65, 65])])
-def test_stage_sizes_for_a_513_input(pynative_mode, output_stride, expected):
+def test_stage_sizes_for_a_513_input(execution_mode, output_stride, expected):
     net = build_model(tiny_config(), output_stride=output_stride)
     assert stage_sizes(net, (513, 513)) == [(s, s) for s in expected]
     net.set_train(False)
@@ -80,7 +81,8 @@ def test_networks_carry_their_output_stride_through_wrappers(name):
     assert output_stride_of(nn.Conv2d(3, 3, 1)) is None
 
 
-def test_layers_and_base_channels_shape_a_small_network(pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_layers_and_base_channels_shape_a_small_network(execution_mode):
     net = build_model(tiny_config("model.layers=[1,2,1,2]", "model.aspp_rates=[1,3]", "model.num_classes=5"))
     summary = summarize(net, (64, 48))
     assert [s.blocks for s in summary.stages] == [1, 2, 1, 2]
@@ -99,7 +101,8 @@ def test_layers_and_base_channels_shape_a_small_network(pynative_mode):
     assert net.aspp.aspp_convs[1]._aspp_conv[0].dilation == (3, 3)
 
 
-def test_bn_momentum_and_eps_come_from_the_config(pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_bn_momentum_and_eps_come_from_the_config(execution_mode):
     net = build_model(tiny_config("model.bn_momentum=0.75", "model.bn_eps=0.5"))
     net.set_train(True)
     bn = net.backbone.net.bn1
@@ -119,7 +122,8 @@ def test_dropout_is_a_drop_probability():
     assert abs((out == 0).mean() - 0.7) < 0.02
 
 
-def test_backbone_computes_what_mindcv_resnet_computes(tmp_path, pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_backbone_computes_what_mindcv_resnet_computes(tmp_path, execution_mode):
     """A real MindCV ResNet checkpoint (bare ImageNet names) loads into the backbone, which then reproduces
     MindCV's stem, layer1, layer2 and (undilated at OS16) layer3 outputs exactly."""
     reference = MindcvResNet(MindcvBottleneck, [1, 1, 1, 1], num_classes=10)
