@@ -86,7 +86,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         net, _ = load_eval_network(cfg, args.checkpoint)
     else:
         net = build_model(cfg, output_stride=effective_output_stride(cfg))
-    print(f"{cfg.model.name} {cfg.model.backbone} OS{effective_output_stride(cfg)}, crop_size {cfg.eval.crop_size}, "
+    print(f"{cfg.model.name} {cfg.model.backbone} OS{net.output_stride}, crop_size {cfg.eval.crop_size}, "
           f"batch {cfg.eval.batch_size}, {cfg.runtime.device_target} {cfg.runtime.mode}; {args.images} images "
           f"of {', '.join(f'{w}x{h}' for h, w in SIZES)}")
     header = ("setting", "img/s", "s/img", "compile+1st s", "read", "pre", "net", "post", "metric", "outside net")

@@ -41,19 +41,23 @@ def run_tool(tool: str, args: Sequence[str], timeout: float = 300, cwd: Path = R
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def graph_mode() -> Iterator[None]:
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+MODES = {"graph": ms.GRAPH_MODE, "pynative": ms.PYNATIVE_MODE}
 
 
 @pytest.fixture
-def pynative_mode() -> Iterator[None]:
+def execution_mode(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The MindSpore execution mode a test is parametrized with, set for the test and restored afterwards.
+
+    One test: ``@pytest.mark.parametrize("execution_mode", ["graph", "pynative"], indirect=True)`` runs it in each
+    mode named. A module whose tests all run compiled: ``pytestmark = [pytest.mark.usefixtures("execution_mode"),
+    pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)]``.
+    """
+    name = getattr(request, "param", None)
+    if name not in MODES:
+        pytest.fail(f"parametrize execution_mode (indirect=True) with one of {', '.join(MODES)}, not {name!r}")
     previous = ms.get_context("mode")
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    yield
+    ms.set_context(mode=MODES[name])
+    yield name
     ms.set_context(mode=previous)
 
 

@@ -8,11 +8,12 @@ import numpy as np
 from mindspore import nn
 
 import deeplabv3  # noqa: F401  (sets the oneDNN ISA before any kernel runs)
+from conftest import TINY_MODEL
 from deeplabv3.config import Config, load_config
 from deeplabv3.models import build_model
+from models_helpers import randomize
 
-TINY = ("model.layers=[1,1,1,1]", "model.base_channels=8", "model.aspp_channels=16", "model.low_level_channels=8",
-        "model.num_classes=5")
+TINY = (*TINY_MODEL, "model.num_classes=5")
 SIZE = (65, 97)
 
 
@@ -20,24 +21,15 @@ def tiny_config(name: str = "deeplabv3", output_stride: int = 16, *overrides: st
     return load_config(None, [*TINY, f"model.name={name}", f"model.output_stride={output_stride}", *overrides])
 
 
-def trained_like(net: nn.Cell, seed: int = 0) -> nn.Cell:
-    """Give BatchNorm statistics and affine parameters non-trivial values, as a trained network has.
-
-    Fresh statistics (mean 0, variance 1) make BN an identity, so an export that dropped or mangled them would
-    still match; random ones make every BN tensor matter.
-    """
-    rng = np.random.default_rng(seed)
-    for p in net.get_parameters():
-        shape = tuple(p.shape)
-        if p.name.endswith(("moving_variance", "gamma")):
-            p.set_data(ms.Tensor(rng.uniform(0.5, 1.5, shape).astype(np.float32)))
-        elif p.name.endswith(("moving_mean", "beta", "bias")):
-            p.set_data(ms.Tensor(rng.normal(0.0, 0.1, shape).astype(np.float32)))
-    return net
-
-
 def tiny_net(cfg: Config, seed: int = 0) -> nn.Cell:
-    net = trained_like(build_model(cfg), seed)
+    """The configured network with every parameter drawn from ``seed`` (:func:`models_helpers.randomize`).
+
+    Random BN statistics and affine parameters make every BN tensor matter (fresh ones make BN an identity, so an
+    export that dropped them would still match), and seeded weights make the outputs the same whatever ran before
+    in the process (the initialisers draw from a process-wide generator).
+    """
+    net = build_model(cfg)
+    randomize(net, seed)
     net.set_train(False)
     return net
 

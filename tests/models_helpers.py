@@ -8,16 +8,16 @@ import mindspore as ms
 import numpy as np
 
 import deeplabv3  # noqa: F401  (sets the oneDNN ISA before any kernel runs)
+from conftest import TINY_MODEL
 from deeplabv3.config import Config, load_config
 
-TINY = ("model.layers=[1,1,1,1]", "model.base_channels=8", "model.aspp_channels=16", "model.low_level_channels=8")
 BN = ("gamma", "beta", "moving_mean", "moving_variance")
 Shapes = Dict[str, Tuple[int, ...]]
 
 
 def tiny_config(*overrides: str) -> Config:
     """A network with the real strides and dilations but one block per stage and narrow layers."""
-    return load_config(None, [*TINY, *overrides])
+    return load_config(None, [*TINY_MODEL, *overrides])
 
 
 def _bn(prefix: str, channels: int) -> Shapes:

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from conftest import REPO
-from deeplabv3.visualize import PALETTE
+from deeplabv3.visualization import PALETTE
 
 
 def test_demo_script_runs_every_stage(tmp_path):

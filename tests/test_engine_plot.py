@@ -8,7 +8,7 @@ import pytest
 
 from conftest import run_tool
 from deeplabv3.engine.monitor import truncate_metrics
-from deeplabv3.plot import read_metrics
+from deeplabv3.visualization import read_metrics
 
 HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
 

@@ -15,13 +15,9 @@ from deeplabv3.runtime import get_logger
 from engine_helpers import random_batch, snapshot, tiny_net
 
 
-@pytest.fixture(autouse=True, scope="module")
-def graph_mode():
-    """Training runs compiled; the previous mode is restored for the other test modules."""
-    previous = ms.get_context("mode")
-    ms.set_context(mode=ms.GRAPH_MODE)
-    yield
-    ms.set_context(mode=previous)
+# Training runs compiled.
+pytestmark = [pytest.mark.usefixtures("execution_mode"),
+              pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)]
 
 
 def make_step(*overrides, accum=1, reducer=None, net=None, freeze=False, steps=20):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from deeplabv3.visualize import PALETTE, PALETTE_BGR, colorize, legend, overlay, save_mask, side_by_side
+from deeplabv3.visualization import PALETTE, PALETTE_BGR, colorize, legend, overlay, save_mask, side_by_side
 
 # Colours of the published VOC colour map (RGB).
 KNOWN = {0: (0, 0, 0), 1: (128, 0, 0), 2: (0, 128, 0), 3: (128, 128, 0), 4: (0, 0, 128), 8: (64, 0, 0),

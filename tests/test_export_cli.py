@@ -35,7 +35,8 @@ def training_ckpt(tmp_path):
     return write_training_checkpoint(tmp_path / "train.ckpt", tiny_net(tiny_config("deeplabv3plus", 16), seed=5))
 
 
-def test_onnx_from_a_training_checkpoint_at_eval_output_stride(tmp_path, training_ckpt, graph_mode):  # noqa: F811
+@pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)
+def test_onnx_from_a_training_checkpoint_at_eval_output_stride(tmp_path, training_ckpt, execution_mode):
     result = run_tool("export", _export_args(tmp_path, training_ckpt, "onnx", tmp_path / "out" / "model",
                                              "--input-size", *SIZE, overrides=["eval.output_stride=8"]))
     assert result.returncode == 0, result.stderr
@@ -52,7 +53,8 @@ def test_onnx_from_a_training_checkpoint_at_eval_output_stride(tmp_path, trainin
     assert np.abs(got - at_os16).max() > 1e-3  # it really is the OS8 network
 
 
-def test_mindir_nhwc_logits_at_the_default_size(tmp_path, training_ckpt, graph_mode):  # noqa: F811
+@pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)
+def test_mindir_nhwc_logits_at_the_default_size(tmp_path, training_ckpt, execution_mode):
     result = run_tool("export", _export_args(tmp_path, training_ckpt, "MINDIR", tmp_path / "net.mindir",
                                              "--input-format", "nhwc", "--output", "logits",
                                              overrides=["eval.crop_size=49"]))

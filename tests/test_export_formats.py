@@ -14,10 +14,12 @@ from mindspore import nn
 
 from deeplabv3.export import ExportOptions, VerificationError, compare, export_graph, sample_input
 from deeplabv3.models import InferenceNet
-from deeplabv3.models.deeplab import Resize
+from deeplabv3.models.layers import Resize
 from export_helpers import SIZE, tiny_config, tiny_net
 
 ATOL = 1e-4
+pytestmark = [pytest.mark.usefixtures("execution_mode"),
+              pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)]
 
 
 def run_mindir(path, x):
@@ -31,15 +33,15 @@ def run_onnx(path, x):
 
 @pytest.mark.parametrize("name,output_stride", [("deeplabv3", 16), ("deeplabv3", 8), ("deeplabv3plus", 16),
                                                 ("deeplabv3plus", 8)])
-def test_both_formats_match_the_network(name, output_stride, tmp_path, graph_mode):  # noqa: F811
+def test_both_formats_match_the_network(name, output_stride, tmp_path):
     cfg = tiny_config(name, output_stride)
     net = tiny_net(cfg)
     x = sample_input(cfg, 2, *SIZE, seed=11)
     expected = InferenceNet(net, "probs")(ms.Tensor(x)).asnumpy()
     for fmt, run in (("ONNX", run_onnx), ("MINDIR", run_mindir)):
-        result = export_graph(net, cfg, tmp_path / f"{name}_os{output_stride}", ExportOptions(fmt, SIZE, 2),
-                              output_stride)
+        result = export_graph(net, cfg, tmp_path / f"{name}_os{output_stride}", ExportOptions(fmt, SIZE, 2))
         assert result.path.suffix == f".{fmt.lower()}" and result.path.is_file()
+        assert result.output_stride == output_stride
         assert result.input_shape == (2, 3, *SIZE)
         assert result.verification.passed and result.verification.max_abs_diff <= ATOL
         got = run(result.path, x)
@@ -49,9 +51,9 @@ def test_both_formats_match_the_network(name, output_stride, tmp_path, graph_mod
     assert isinstance(net.resize, Resize)
 
 
-def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path, graph_mode):  # noqa: F811
+def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path):
     cfg = tiny_config("deeplabv3plus", 16)
-    result = export_graph(tiny_net(cfg), cfg, tmp_path / "plus", ExportOptions("ONNX", SIZE, output="logits"), 16)
+    result = export_graph(tiny_net(cfg), cfg, tmp_path / "plus", ExportOptions("ONNX", SIZE, output="logits"))
     model = onnx.load(str(result.path))
     op_types = {node.op_type for node in model.graph.node}
     assert "MatMul" in op_types and not op_types & {"Resize", "Upsample", "GlobalAveragePool"}
@@ -63,13 +65,13 @@ def test_onnx_graph_is_the_matrix_variant_with_named_io(tmp_path, graph_mode):  
 
 
 @pytest.mark.parametrize("fmt,run", [("ONNX", run_onnx), ("MINDIR", run_mindir)])
-def test_nhwc_input_and_label_output(fmt, run, tmp_path, graph_mode):  # noqa: F811
+def test_nhwc_input_and_label_output(fmt, run, tmp_path):
     cfg = tiny_config("deeplabv3", 8)
     net = tiny_net(cfg, seed=3)
     x = sample_input(cfg, 1, *SIZE, seed=12)
     expected = InferenceNet(net, "labels")(ms.Tensor(x)).asnumpy()
     result = export_graph(net, cfg, tmp_path / "labels", ExportOptions(fmt, SIZE, output="labels",
-                                                                       input_format="NHWC"), 8)
+                                                                       input_format="NHWC"))
     assert result.input_shape == (1, *SIZE, 3)
     assert result.verification.agreement >= 0.999
     got = run(result.path, np.ascontiguousarray(x.transpose(0, 2, 3, 1)))
@@ -91,11 +93,10 @@ def test_compare_flags_differences_beyond_tolerance():
     assert not compare("probs", np.zeros((1, 4, 6, 4)), logits).passed  # wrong shape
 
 
-def test_failed_verification_writes_nothing(tmp_path, graph_mode):  # noqa: F811
+def test_failed_verification_writes_nothing(tmp_path):
     # onnxruntime's convolutions round differently from MindSpore's, so a zero tolerance on logits cannot hold.
     cfg = tiny_config("deeplabv3", 16)
     out_dir = tmp_path / "out"
     with pytest.raises(VerificationError, match="nothing was written"):
-        export_graph(tiny_net(cfg), cfg, out_dir / "net.onnx", ExportOptions("ONNX", SIZE, output="logits", atol=0.0),
-                     16)
+        export_graph(tiny_net(cfg), cfg, out_dir / "net.onnx", ExportOptions("ONNX", SIZE, output="logits", atol=0.0))
     assert list(out_dir.iterdir()) == []

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mindspore import ops
 
-from deeplabv3.export_resize import MatrixResize, bilinear_matrix, matrix_resizes, nearest_matrix
-from deeplabv3.models.deeplab import Resize
+from deeplabv3.export.resize import MatrixResize, bilinear_matrix, matrix_resizes, nearest_matrix
+from deeplabv3.models.layers import Resize
 from export_helpers import tiny_config, tiny_net
 
 # (in_h, in_w) -> (out_h, out_w): the network's upsampling (5x7 -> 65x97), odd and even factors, downsampling,
@@ -47,8 +47,9 @@ def test_nearest_matrix_rounds_ties_like_the_operator():
     assert ops.ResizeNearestNeighbor((5, 1), True)(ms.Tensor(index)).asnumpy().ravel().tolist() == [0, 1, 1, 2, 2]
 
 
+@pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-def test_matrix_resize_cell_equals_resize_cell_in_graph_mode(mode, graph_mode):  # noqa: F811
+def test_matrix_resize_cell_equals_resize_cell_in_graph_mode(mode, execution_mode):
     x = ms.Tensor(_maps((9, 13), seed=2))
     expected = Resize(mode)(x, (33, 49)).asnumpy()
     got = MatrixResize(mode)(x, (33, 49)).asnumpy()

@@ -44,7 +44,8 @@ def _assert_params(net, expected, names=None):
         np.testing.assert_array_equal(actual[name], expected[name], err_msg=name)
 
 
-def test_save_then_load_gives_identical_outputs(trained, pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_save_then_load_gives_identical_outputs(trained, execution_mode):
     net, params, path = trained
     assert sorted(p.name for p in path.parent.iterdir()) == ["weights.ckpt"]
     fresh = build_model(tiny_config())
@@ -186,7 +187,8 @@ def test_other_class_count_loads_only_with_head_skipping(tmp_path, caplog, name,
     _assert_params(net, params, [n for n in params if n not in head])
 
 
-def test_other_output_stride_loads_the_same_checkpoint(trained, pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_other_output_stride_loads_the_same_checkpoint(trained, execution_mode):
     net, params, path = trained
     os8 = build_model(tiny_config(), output_stride=8)
     load_checkpoint(os8, path)

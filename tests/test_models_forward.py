@@ -16,8 +16,9 @@ from models_helpers import image, randomize, tiny_config
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)
 @pytest.mark.parametrize("name", ["deeplabv3", "deeplabv3plus"])
-def test_forward_and_backward_in_graph_mode(graph_mode, name):
+def test_forward_and_backward_in_graph_mode(execution_mode, name):
     net = build_model(tiny_config(f"model.name={name}", "model.num_classes=5"))
     net.set_train(True)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
@@ -38,7 +39,8 @@ def test_forward_and_backward_in_graph_mode(graph_mode, name):
     assert dead == []
 
 
-def test_inference_outputs_and_layouts(graph_mode):
+@pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)
+def test_inference_outputs_and_layouts(execution_mode):
     net = build_model(tiny_config("model.name=deeplabv3plus", "model.num_classes=4"))
     randomize(net, seed=5)
     x = image((2, 3, 41, 33), seed=1)
@@ -58,7 +60,8 @@ def test_inference_outputs_and_layouts(graph_mode):
     assert [p.name for p in InferenceNet(net).get_parameters()] == [p.name for p in net.get_parameters()]
 
 
-def test_inference_net_runs_in_inference_mode(graph_mode):
+@pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)
+def test_inference_net_runs_in_inference_mode(execution_mode):
     """Dropout off and BN on running statistics: a batch gives each image the result it gets alone."""
     net = build_model(tiny_config("model.dropout=0.5"))
     randomize(net, seed=6)

@@ -1,13 +1,15 @@
 """The networks' structure: published names and shapes, strides and dilations, stage sizes, config keys."""
 from __future__ import annotations
 
+import mindspore as ms
 import numpy as np
 import pytest
+from mindspore import nn
 from mindcv.models.resnet import Bottleneck as MindcvBottleneck
 from mindcv.models.resnet import ResNet as MindcvResNet
 
 from deeplabv3.config import load_config
-from deeplabv3.models import build_model, load_params
+from deeplabv3.models import InferenceNet, build_model, load_params, output_stride_of
 from deeplabv3.models.summary import stage_sizes, summarize
 from models_helpers import image, params_of, published_names, randomize, shapes_of, tiny_config
 
@@ -59,15 +61,28 @@ def test_deeplabv3plus_names_and_shapes_are_the_published_ones():
     assert len(shapes) == 566
 
 
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
 @pytest.mark.parametrize("output_stride, expected", [(16, [129, 65, 33, 33]), (8, [129, 65, 65, 65])])
-def test_stage_sizes_for_a_513_input(pynative_mode, output_stride, expected):
+def test_stage_sizes_for_a_513_input(execution_mode, output_stride, expected):
     net = build_model(tiny_config(), output_stride=output_stride)
     assert stage_sizes(net, (513, 513)) == [(s, s) for s in expected]
     net.set_train(False)
     assert net(image((1, 3, 513, 513))).shape == (1, 21, 513, 513)
 
 
-def test_layers_and_base_channels_shape_a_small_network(pynative_mode):
+@pytest.mark.parametrize("name", ["deeplabv3", "deeplabv3plus"])
+def test_networks_carry_their_output_stride_through_wrappers(name):
+    cfg = tiny_config(f"model.name={name}")
+    for output_stride in (16, 8):
+        net = build_model(cfg, output_stride=output_stride)
+        assert net.output_stride == net.backbone.output_stride == output_stride
+        assert output_stride_of(InferenceNet(net)) == output_stride
+        assert output_stride_of(ms.amp.auto_mixed_precision(net, "O2")) == output_stride  # wraps the network
+    assert output_stride_of(nn.Conv2d(3, 3, 1)) is None
+
+
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_layers_and_base_channels_shape_a_small_network(execution_mode):
     net = build_model(tiny_config("model.layers=[1,2,1,2]", "model.aspp_rates=[1,3]", "model.num_classes=5"))
     summary = summarize(net, (64, 48))
     assert [s.blocks for s in summary.stages] == [1, 2, 1, 2]
@@ -86,7 +101,8 @@ def test_layers_and_base_channels_shape_a_small_network(pynative_mode):
     assert net.aspp.aspp_convs[1]._aspp_conv[0].dilation == (3, 3)
 
 
-def test_bn_momentum_and_eps_come_from_the_config(pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_bn_momentum_and_eps_come_from_the_config(execution_mode):
     net = build_model(tiny_config("model.bn_momentum=0.75", "model.bn_eps=0.5"))
     net.set_train(True)
     bn = net.backbone.net.bn1
@@ -106,7 +122,8 @@ def test_dropout_is_a_drop_probability():
     assert abs((out == 0).mean() - 0.7) < 0.02
 
 
-def test_backbone_computes_what_mindcv_resnet_computes(tmp_path, pynative_mode):
+@pytest.mark.parametrize("execution_mode", ["pynative"], indirect=True)
+def test_backbone_computes_what_mindcv_resnet_computes(tmp_path, execution_mode):
     """A real MindCV ResNet checkpoint (bare ImageNet names) loads into the backbone, which then reproduces
     MindCV's stem, layer1, layer2 and (undilated at OS16) layer3 outputs exactly."""
     reference = MindcvResNet(MindcvBottleneck, [1, 1, 1, 1], num_classes=10)

@@ -19,8 +19,7 @@ import sys
 from typing import Optional, Sequence
 
 from deeplabv3.cli import add_config_arguments, config_from_args, run_tool
-from deeplabv3.export import FORMATS, INPUT_FORMATS, ExportOptions, VerificationError, run_export
-from deeplabv3.models.deeplab import OUTPUTS
+from deeplabv3.export import FORMATS, INPUT_FORMATS, OUTPUTS, ExportOptions, VerificationError, run_export
 
 VERIFICATION_FAILED_EXIT = 1
 

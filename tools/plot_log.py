@@ -10,7 +10,7 @@ import sys
 from typing import Optional, Sequence
 
 from deeplabv3.cli import run_tool
-from deeplabv3.plot import plot_training_curves
+from deeplabv3.visualization import plot_training_curves
 
 
 def build_parser() -> argparse.ArgumentParser:

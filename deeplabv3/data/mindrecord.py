@@ -78,9 +78,6 @@ def _remove_stale_temp_dirs(out: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-    return True
-
-
 # ------------------------------------------------------------------------------------------------ validation
 
 

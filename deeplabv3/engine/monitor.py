@@ -22,7 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import numpy as np
 
 from ..fileio import write_text_atomic
-from ..plot import METRICS
+from ..visualization import METRICS
 from ..progress import format_duration
 from .train_step import StepStats
 

@@ -274,9 +274,7 @@ class Trainer:
 
         ctx, state = self.ctx, self.state
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
-        # The network being trained runs at the training output stride, whatever eval.output_stride says.
-        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False,
-                           output_stride=self.cfg.model.output_stride)
+        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False)
         self.train_net.set_train(True)
         value = results.get(EVAL_METRIC)
         if value is not None and value > state.best_metric:

@@ -22,12 +22,13 @@ from mindspore import nn
 from ..config import Config, ConfigError, to_dict
 from ..data.io import DataError, read_image, read_label
 from ..data.lists import read_pairs, shard_indices
+from ..models import output_stride_of
 from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
-from ..visualize import save_image, save_mask, side_by_side
+from ..visualization import save_image, save_mask, side_by_side
 from .metrics import ConfusionMatrix
-from .predictor import Predictor, effective_output_stride, load_eval_network
+from .predictor import Predictor, load_eval_network
 from .report import format_results, per_class_rows, to_percent, write_results
 
 PathLike = Union[str, os.PathLike]
@@ -102,15 +103,14 @@ def _reduce(matrix: ConfusionMatrix, num_images: int, reduce_fn: Optional[Reduce
 
 
 def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, reduce_fn: Optional[ReduceFn] = None,
-             show_dir: Optional[PathLike] = None, progress: bool = True,
-             output_stride: Optional[int] = None) -> Dict[str, Any]:
+             show_dir: Optional[PathLike] = None, progress: bool = True) -> Dict[str, Any]:
     """Evaluate ``net`` on ``cfg.data.eval.list``; this rank's shard, summed across ranks with ``reduce_fn``.
 
     ``reduce_fn(np.ndarray) -> np.ndarray`` is an all-reduce sum (``None``: a single process); every rank must
     call :func:`evaluate`. Returns figures in percent (``aAcc``, ``mIoU``, ``mAcc``, ``fwIoU``, ``per_class``),
     the confusion matrix, ``num_images``, the effective ``settings`` and this rank's ``timing``. ``show_dir``
-    receives each image's palette prediction and a comparison picture. ``output_stride`` is the stride ``net`` was
-    built with, for the record (default: the evaluation stride of ``cfg``). ``net`` is left in inference mode.
+    receives each image's palette prediction and a comparison picture. ``settings.output_stride`` records the
+    stride ``net`` runs at (:func:`~deeplabv3.models.output_stride_of`). ``net`` is left in inference mode.
     """
     logger = get_logger()
     pairs = eval_pairs(cfg)
@@ -140,12 +140,11 @@ def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, redu
     seconds = time.perf_counter() - start
 
     total, num_images = _reduce(matrix, len(indices), reduce_fn)
-    stride = output_stride if output_stride is not None else effective_output_stride(cfg)
-    return _results(total, num_images, cfg, predictor, world_size, seconds, len(indices), stride)
+    return _results(total, num_images, cfg, predictor, world_size, seconds, len(indices), output_stride_of(net))
 
 
 def _results(matrix: ConfusionMatrix, num_images: int, cfg: Config, predictor: Predictor, world_size: int,
-             seconds: float, local_images: int, output_stride: int) -> Dict[str, Any]:
+             seconds: float, local_images: int, output_stride: Optional[int]) -> Dict[str, Any]:
     summary = matrix.summary()
     timer = predictor.timer.seconds
     return {

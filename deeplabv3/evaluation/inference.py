@@ -19,7 +19,7 @@ from ..data.io import DataError, read_image
 from ..progress import track
 from ..fileio import write_json_atomic
 from ..runtime import setup_runtime
-from ..visualize import legend, overlay, present_classes, save_image, save_mask
+from ..visualization import legend, overlay, present_classes, save_image, save_mask
 from .predictor import Predictor, load_eval_network
 
 PathLike = Union[str, os.PathLike]

@@ -11,7 +11,7 @@ present in the labels has IoU 0 (its false positives count) and an undefined acc
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -54,26 +54,6 @@ class ConfusionMatrix:
                 raise ValueError(f"{name} value {bad} is outside [0, {n - 1}] and not the ignore label "
                                  f"{self.ignore_label}; check model.num_classes")
         self.matrix += np.bincount(gt * n + pr, minlength=n * n).reshape(n, n)
-
-    def add(self, other: "ConfusionMatrix") -> "ConfusionMatrix":
-        """Add ``other``'s counts in place (another shard or rank); returns ``self``."""
-        if other.num_classes != self.num_classes:
-            raise ValueError(f"cannot add a {other.num_classes}-class matrix to a {self.num_classes}-class one")
-        self.matrix += other.matrix
-        return self
-
-    __iadd__ = add
-
-    @classmethod
-    def merge(cls, matrices: Iterable["ConfusionMatrix"]) -> "ConfusionMatrix":
-        """The sum of several matrices of the same size, as a new matrix."""
-        matrices = list(matrices)
-        if not matrices:
-            raise ValueError("merge() needs at least one confusion matrix")
-        total = cls(matrices[0].num_classes, matrices[0].ignore_label)
-        for m in matrices:
-            total.add(m)
-        return total
 
     # ------------------------------------------------------------------------------------------------ figures
 

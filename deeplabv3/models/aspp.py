@@ -12,7 +12,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
 
-from .resnet import batch_norm, conv2d
+from .layers import batch_norm, conv2d
 
 
 class ASPPConv(nn.Cell):
@@ -51,6 +51,7 @@ class ASPP(nn.Cell):
     def __init__(self, in_channels: int, out_channels: int = 256, rates: Sequence[int] = (1, 6, 12, 18),
                  dropout: float = 0.7, bn_momentum: float = 0.9, bn_eps: float = 1e-5) -> None:
         super().__init__()
+        self.out_channels = out_channels
         branches = [ASPPConv(in_channels, out_channels, rate, bn_momentum, bn_eps) for rate in rates]
         branches.append(ASPPPooling(in_channels, out_channels, bn_momentum, bn_eps))
         self.aspp_convs = nn.CellList(branches)

@@ -1,42 +1,25 @@
-"""DeepLabV3 and DeepLabV3+ heads on the dilated ResNet, and the inference wrapper.
+"""DeepLabV3 and DeepLabV3+ on a backbone and an ASPP, and the inference wrapper.
 
 Both networks take NCHW float32 images (normalised BGR) and return class logits at the input size, upsampled
 bilinearly with ``align_corners=True`` as the published networks do. The upsampling is a parameter-free
-``resize`` cell, so an exporter can swap in an equivalent that its target format supports.
+``resize`` cell, so an exporter can swap in an equivalent that its target format supports. The networks are
+built from explicit arguments (:func:`~deeplabv3.models.factory.build_model` reads the config) and carry the
+``output_stride`` of their backbone, which evaluation records and export checks input sizes against.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import mindspore as ms
 import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
-from mindspore.common.initializer import Normal
 
-from ..config import ModelConfig
 from .aspp import ASPP
-from .resnet import ResNetFeatures, batch_norm, conv2d
+from .backbone import Backbone
+from .layers import Resize, batch_norm, classifier, conv2d
 
 OUTPUTS = ("probs", "logits", "labels")
-
-
-def classifier(in_channels: int, num_classes: int, has_bias: bool) -> nn.Conv2d:
-    """The final 1x1 convolution, initialised small (std 0.01) so training starts from near-uniform scores."""
-    return nn.Conv2d(in_channels, num_classes, 1, has_bias=has_bias, weight_init=Normal(0.01), bias_init="zeros")
-
-
-class Resize(nn.Cell):
-    """Resize NCHW maps to ``size`` with ``align_corners=True`` (bilinear, or nearest as DeepLabV3+'s decoder)."""
-
-    def __init__(self, mode: str = "bilinear") -> None:
-        super().__init__()
-        self.mode = mode
-
-    def construct(self, x: Tensor, size: Tuple[int, int]) -> Tensor:
-        if self.mode == "nearest":
-            return ops.ResizeNearestNeighbor(size, True)(x)
-        return ops.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
 class DeepLabV3(nn.Cell):
@@ -44,12 +27,13 @@ class DeepLabV3(nn.Cell):
 
     head_prefixes: Tuple[str, ...] = ("conv.",)
 
-    def __init__(self, backbone: ResNetFeatures, aspp: ASPP, model: ModelConfig) -> None:
+    def __init__(self, backbone: Backbone, aspp: ASPP, num_classes: int) -> None:
         super().__init__()
         self.backbone = backbone
         self.aspp = aspp
-        self.conv = classifier(model.aspp_channels, model.num_classes, has_bias=True)
+        self.conv = classifier(aspp.out_channels, num_classes, has_bias=True)
         self.resize = Resize("bilinear")
+        self.output_stride = backbone.output_stride
 
     def construct(self, x: Tensor) -> Tensor:
         _, features = self.backbone(x)
@@ -58,7 +42,7 @@ class DeepLabV3(nn.Cell):
 
 
 class Decoder(nn.Cell):
-    """DeepLabV3+ decoder: ASPP output resized onto projected layer1 features, two 3x3 refinements, classifier.
+    """DeepLabV3+ decoder: ASPP output resized onto projected low-level features, two 3x3 refinements, classifier.
 
     The ASPP output is resized by nearest neighbour with ``align_corners=True``, as in the published network.
     """
@@ -87,17 +71,22 @@ class Decoder(nn.Cell):
 
 
 class DeepLabV3Plus(nn.Cell):
-    """Backbone -> ASPP -> :class:`Decoder` with layer1 features -> bilinear upsample to the input size."""
+    """Backbone -> ASPP -> :class:`Decoder` with the low-level features -> bilinear upsample to the input size.
+
+    ``low_level_channels`` is the width the backbone's stride-4 features are projected to (48 in the paper).
+    """
 
     head_prefixes: Tuple[str, ...] = ("decoder.last_conv.6.",)
 
-    def __init__(self, backbone: ResNetFeatures, aspp: ASPP, model: ModelConfig) -> None:
+    def __init__(self, backbone: Backbone, aspp: ASPP, num_classes: int, low_level_channels: int = 48,
+                 bn_momentum: float = 0.9, bn_eps: float = 1e-5) -> None:
         super().__init__()
         self.backbone = backbone
         self.aspp = aspp
-        self.decoder = Decoder(backbone.low_level_channels, model.low_level_channels, model.aspp_channels,
-                               model.num_classes, model.bn_momentum, model.bn_eps)
+        self.decoder = Decoder(backbone.low_level_channels, low_level_channels, aspp.out_channels, num_classes,
+                               bn_momentum, bn_eps)
         self.resize = Resize("bilinear")
+        self.output_stride = backbone.output_stride
 
     def construct(self, x: Tensor) -> Tensor:
         low_level, features = self.backbone(x)
@@ -133,3 +122,16 @@ class InferenceNet(nn.Cell):
         if self.output == "labels":
             return self.argmax(logits)
         return logits
+
+
+def output_stride_of(net: nn.Cell) -> Optional[int]:
+    """The output stride of ``net``, or of the DeepLab network it wraps (:class:`InferenceNet`, mixed precision).
+
+    ``None`` for a network that declares none (any cell mapping images to logits at the input size can be
+    evaluated).
+    """
+    for _, cell in net.cells_and_names():
+        stride = getattr(cell, "output_stride", None)
+        if stride is not None:
+            return int(stride)
+    return None

@@ -10,8 +10,6 @@ from .aspp import ASPP
 from .deeplab import DeepLabV3, DeepLabV3Plus
 from .resnet import DEPTHS, DilatedResNet, ResNetFeatures
 
-NETWORKS = {"deeplabv3": DeepLabV3, "deeplabv3plus": DeepLabV3Plus}
-
 
 def _model_section(cfg: Union[Config, ModelConfig]) -> ModelConfig:
     return cfg.model if isinstance(cfg, Config) else cfg
@@ -30,4 +28,6 @@ def build_model(cfg: Union[Config, ModelConfig], output_stride: Optional[int] = 
     layers = model.layers if model.layers is not None else DEPTHS[model.backbone]
     backbone = ResNetFeatures(DilatedResNet(layers, output_stride, model.multi_grid, model.base_channels, **bn))
     aspp = ASPP(backbone.out_channels, model.aspp_channels, model.aspp_rates, model.dropout, **bn)
-    return NETWORKS[model.name](backbone, aspp, model)
+    if model.name == "deeplabv3plus":
+        return DeepLabV3Plus(backbone, aspp, model.num_classes, model.low_level_channels, **bn)
+    return DeepLabV3(backbone, aspp, model.num_classes)

@@ -15,10 +15,14 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import mindspore.nn as nn
+import numpy as np
 from mindspore import Tensor
-from mindspore.common.initializer import HeNormal
+
+from .backbone import Stage
+from .layers import batch_norm, conv2d
 
 EXPANSION = 4
+STEM_STRIDE = 4  # the 7x7/2 convolution and the 3x3/2 max-pool
 DEPTHS = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}
 
 
@@ -51,21 +55,6 @@ def plan_stages(layers: Sequence[int], output_stride: int, multi_grid: Sequence[
         StagePlan("layer3", layer3_stride, (layer3_dilation,) * layers[2]),
         StagePlan("layer4", 1, grid),
     ]
-
-
-def conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, dilation: int = 1) -> nn.Conv2d:
-    """Bias-free convolution (a BN follows) with symmetric padding ``dilation * (k - 1) / 2``, He-initialised.
-
-    The padding keeps the size at stride 1, which is what lets dilation replace stride without changing shapes.
-    """
-    padding = dilation * (kernel_size - 1) // 2
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, pad_mode="pad", padding=padding,
-                     dilation=dilation, has_bias=False, weight_init=HeNormal(mode="fan_out", nonlinearity="relu"))
-
-
-def batch_norm(channels: int, momentum: float, eps: float) -> nn.BatchNorm2d:
-    """BatchNorm with MindSpore's momentum convention (``moving = momentum * moving + (1 - momentum) * batch``)."""
-    return nn.BatchNorm2d(channels, eps=eps, momentum=momentum)
 
 
 class Bottleneck(nn.Cell):
@@ -109,6 +98,7 @@ class DilatedResNet(nn.Cell):
                  base_channels: int = 64, bn_momentum: float = 0.9, bn_eps: float = 1e-5) -> None:
         super().__init__()
         self.plan = plan_stages(layers, output_stride, multi_grid)
+        self.output_stride = output_stride
         self.out_channels = [base_channels * EXPANSION * 2 ** i for i in range(4)]
         self.conv1 = conv2d(3, base_channels, 7, stride=2)
         self.bn1 = batch_norm(base_channels, bn_momentum, bn_eps)
@@ -136,10 +126,11 @@ class DilatedResNet(nn.Cell):
 
 
 class ResNetFeatures(nn.Cell):
-    """The backbone as the heads see it: ``(layer1, layer4)`` features of the ResNet held as ``net``.
+    """The backbone as the heads see it (:class:`~deeplabv3.models.backbone.Backbone`): ``(layer1, layer4)``.
 
-    The extra level is what gives the published checkpoints their ``backbone.net.`` prefix; the layer1 output
-    is DeepLabV3+'s low-level input and costs nothing to return when unused.
+    The ResNet is held as ``net``; the extra level is what gives the published checkpoints their
+    ``backbone.net.`` prefix. The layer1 output is DeepLabV3+'s low-level input and costs nothing to return when
+    unused.
     """
 
     def __init__(self, net: DilatedResNet) -> None:
@@ -147,7 +138,20 @@ class ResNetFeatures(nn.Cell):
         self.net = net
         self.low_level_channels = net.out_channels[0]
         self.out_channels = net.out_channels[3]
+        self.output_stride = net.output_stride
 
     def construct(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         c1, _, _, c4 = self.net(x)
         return c1, c4
+
+    def stages(self) -> List[Stage]:
+        """layer1..layer4 with their strides, dilations, output channels and parameter counts."""
+        stride, stages = STEM_STRIDE, []
+        for plan, channels in zip(self.net.plan, self.net.out_channels):
+            stride *= plan.stride
+            params = sum(int(np.prod(p.shape)) for p in getattr(self.net, plan.name).get_parameters())
+            stages.append(Stage(plan.name, stride, plan.dilations, channels, params))
+        return stages
+
+    def stage_features(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        return self.net(x)

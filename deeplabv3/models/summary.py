@@ -17,8 +17,6 @@ from ..config import Config, replace
 from ..runtime import setup_runtime
 from .factory import build_model
 
-STEM_PREFIXES = ("backbone.net.conv1.", "backbone.net.bn1.")
-
 
 @dataclass(frozen=True)
 class StageInfo:
@@ -61,19 +59,15 @@ class ModelSummary:
         return "\n".join(lines)
 
 
-def _count(params: List[ms.Parameter], prefixes: Tuple[str, ...]) -> int:
-    return sum(int(np.prod(p.shape)) for p in params if p.name.startswith(prefixes))
-
-
 def stage_sizes(net: nn.Cell, input_size: Tuple[int, int]) -> List[Tuple[int, int]]:
-    """Spatial size of the layer1..layer4 outputs for one zero image of ``input_size`` (inference mode)."""
-    resnet = net.backbone.net
-    was_training = resnet.training
-    resnet.set_train(False)
+    """Spatial size of every backbone stage's output for one zero image of ``input_size`` (inference mode)."""
+    backbone = net.backbone
+    was_training = backbone.training
+    backbone.set_train(False)
     try:
-        outputs = resnet(ms.Tensor(np.zeros((1, 3, *input_size), np.float32)))
+        outputs = backbone.stage_features(ms.Tensor(np.zeros((1, 3, *input_size), np.float32)))
     finally:
-        resnet.set_train(was_training)
+        backbone.set_train(was_training)
     return [(int(o.shape[2]), int(o.shape[3])) for o in outputs]
 
 
@@ -84,19 +78,13 @@ def summarize(net: nn.Cell, input_size: Tuple[int, int], name: str = "network") 
     for p in params:
         top = p.name.split(".", 1)[0]
         modules[top] = modules.get(top, 0) + int(np.prod(p.shape))
-    resnet = net.backbone.net
-    sizes = stage_sizes(net, input_size)
-    stride = 4
-    stages = []
-    for stage, size, channels in zip(resnet.plan, sizes, resnet.out_channels):
-        stride *= stage.stride
-        stages.append(StageInfo(stage.name, len(stage.dilations), stride, stage.dilations, channels, size,
-                                _count(params, (f"backbone.net.{stage.name}.",))))
+    stages = [StageInfo(stage.name, stage.blocks, stage.stride, stage.dilations, stage.channels, size, stage.params)
+              for stage, size in zip(net.backbone.stages(), stage_sizes(net, input_size))]
     return ModelSummary(
-        name=name, input_size=tuple(input_size), output_stride=stride,
+        name=name, input_size=tuple(input_size), output_stride=net.output_stride,
         num_params=sum(int(np.prod(p.shape)) for p in params), num_tensors=len(params),
         num_trainable=sum(int(np.prod(p.shape)) for p in params if p.requires_grad),
-        modules=dict(modules), stem_params=_count(params, STEM_PREFIXES), stages=stages)
+        modules=dict(modules), stem_params=modules["backbone"] - sum(s.params for s in stages), stages=stages)
 
 
 def inspect_config(cfg: Config, input_size: Optional[Tuple[int, int]] = None, verbose: bool = False) -> str:

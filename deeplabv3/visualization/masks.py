@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .data.io import voc_palette
-from .fileio import atomic_path
+from ..data.io import voc_palette
+from ..fileio import atomic_path
 
 PathLike = Union[str, os.PathLike]
 PALETTE = voc_palette(256)  # RGB

@@ -20,7 +20,7 @@ import mindspore.ops as ops
 import numpy as np
 from mindspore import Tensor
 
-from .models.deeplab import Resize
+from ..models.layers import Resize
 
 
 def _source_positions(n_in: int, n_out: int) -> np.ndarray:
@@ -80,7 +80,7 @@ def _resize_matrices(mode: str, in_h: int, in_w: int, out_h: int, out_w: int) ->
 
 
 class MatrixResize(nn.Cell):
-    """Drop-in for :class:`~deeplabv3.models.deeplab.Resize` with static shapes: ``rows @ x @ colsᵀ``.
+    """Drop-in for :class:`~deeplabv3.models.layers.Resize` with static shapes: ``rows @ x @ colsᵀ``.
 
     Needs every size known when the graph compiles (a fixed input size), which is what ONNX export requires.
     """
