@@ -41,13 +41,14 @@ import numpy as np
 from mindspore import nn
 
 from ..config import Config, check_training, config_warnings, dump_yaml, key_error, save_config
-from ..data.pipeline import build_train_dataset, steps_per_epoch
+from ..data.pipeline import build_train_dataset, check_batch_labels, labels_checked, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
 from ..runtime import setup_runtime
 from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
                             restore_parameters, save_best, save_training_checkpoint)
 from ..distributed import init_distributed
+from ..errors import UserError
 from .loop_state import LoopState
 from .losses import build_loss
 from .monitor import METRICS, TrainMonitor, truncate_metrics
@@ -136,6 +137,7 @@ class Trainer:
         self.logger = logger
         self.work_dir = Path(cfg.runtime.work_dir)
         self.batches_per_epoch = steps_per_epoch(cfg, ctx.world_size)
+        self.labels_checked = labels_checked(cfg)
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = self.batches_per_epoch // self.accum
         if self.steps_per_epoch < 1:
@@ -192,6 +194,9 @@ class Trainer:
         iterator = dataset.create_tuple_iterator(num_epochs=epochs)
         for _ in range(epochs - self.state.data_epoch):  # each pass over the iterator is one epoch
             for images, labels in iterator:
+                if not self.labels_checked:
+                    check_batch_labels(labels.asnumpy(), cfg.model.num_classes, cfg.data.ignore_label,
+                                       cfg.data.train.mindrecord)
                 yield images, labels
 
     # --------------------------------------------------------------------------------------------- the loop
@@ -315,8 +320,12 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
             logger.warning(warning)
         for path in remove_stale_temp_files(work_dir):
             logger.info("removed %s, left by an interrupted writer", path)
-    trainer = Trainer(cfg, ctx, logger)
-    result = trainer.run(resume_path)
+    try:
+        trainer = Trainer(cfg, ctx, logger)
+        result = trainer.run(resume_path)
+    except UserError as exc:  # the log of the run says why it stopped, not only the terminal
+        logger.error("%s", exc)
+        raise
     if ctx.world_size > 1:
         ctx.check_replicas(trainer.net.trainable_params())
     ctx.finalize()  # every rank waits for the others, then communication ends (a failing rank never gets here)
