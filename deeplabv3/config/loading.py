@@ -165,7 +165,7 @@ def type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Union and type(None) in typing.get_args(tp):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return f"{type_name(args[0])} or null"
+        return f"{' or '.join(type_name(a) for a in args)} or null"
     if origin is Union:
         return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin in (list, List):
@@ -194,7 +194,8 @@ def _coerce(value: Any, tp: Any, source: str, key: str, expected: Optional[str] 
     if origin is Union:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
             return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        options = tuple(a for a in typing.get_args(tp) if a is not type(None))
+        inner = options[0] if len(options) == 1 else Union[options]
         return _coerce(value, inner, source, key, type_name(tp))
     if origin in (list, List):
         if isinstance(value, tuple):

@@ -157,6 +157,21 @@ def _labels(r: _Rules) -> None:
                    f"indices [0, {num_classes - 1}] or the ignore label {data.ignore_label}")
 
 
+def _loss(r: _Rules) -> None:
+    loss, num_classes = r.cfg.loss, r.cfg.model.num_classes
+    weights = loss.class_weights
+    if isinstance(weights, str) and weights not in ("inverse_frequency", "median_frequency"):
+        r.fail("loss.class_weights", f"'loss.class_weights' is {weights!r}; give a list of {num_classes} weights, "
+                                     f"inverse_frequency, median_frequency or null")
+    if isinstance(weights, list) and (len(weights) != num_classes or min(weights) < 0 or max(weights) <= 0):
+        r.fail(("loss.class_weights", "model.num_classes"),
+               f"'loss.class_weights' is {weights}; give {num_classes} non-negative weights (model.num_classes), "
+               f"not all zero")
+    if not 0.0 < loss.ohem_thresh <= 1.0:
+        r.fail("loss.ohem_thresh", f"'loss.ohem_thresh' is {loss.ohem_thresh}; it is a probability in (0, 1]")
+    r.at_least(["loss.ohem_min_kept"], 1)
+
+
 def _optimizer(r: _Rules) -> None:
     r.not_negative(["optimizer.momentum", "optimizer.weight_decay", "optimizer.backbone_lr_mult",
                     "optimizer.bias_lr_mult"])
@@ -214,8 +229,8 @@ def _eval(r: _Rules) -> None:
     r.inputs_cover_the_stride(effective_output_stride(r.cfg), stride_key)
 
 
-SECTION_RULES: Tuple[Callable[[_Rules], None], ...] = (_model, _data, _optimizer, _schedule, _loss_scale, _train,
-                                                        _eval)
+SECTION_RULES: Tuple[Callable[[_Rules], None], ...] = (_model, _data, _loss, _optimizer, _schedule, _loss_scale,
+                                                        _train, _eval)
 
 
 def check(cfg: Config, origins: Origins) -> None:

@@ -109,6 +109,18 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
+class LossConfig:
+    name: str = _choices("Training loss: softmax cross-entropy over the valid pixels (the published recipe's), or "
+                         "OHEM cross-entropy (mmseg's OHEMPixelSampler).", ["cross_entropy", "ohem"],
+                         "cross_entropy")
+    class_weights: Optional[Union[List[float], str]] = _help(
+        "Per-class loss weights: a list (one per class), inverse_frequency or median_frequency (derived from the "
+        "training MindRecord's labels at the start), or null for none.", default=None)
+    ohem_thresh: float = _help("OHEM: keep pixels whose true-class probability is below this.", default=0.7)
+    ohem_min_kept: int = _help("OHEM: keep at least this many pixels per image (the hardest).", default=100000)
+
+
+@dataclass(frozen=True)
 class OptimizerConfig:
     name: str = _choices("Optimizer.", ["momentum"], "momentum")
     momentum: float = _help("Momentum.", default=0.9)
@@ -210,6 +222,7 @@ class DistributedConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)

@@ -157,7 +157,7 @@ class Trainer:
         reducer = getattr(ctx, "grad_reducer", None)
         if ctx.world_size > 1 and reducer is None:
             raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
-        self.step_fn = TrainStep(self.train_net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale,
+        self.step_fn = TrainStep(self.train_net, build_loss(cfg), optimizer, cfg.loss_scale,
                                  self.accum, reducer)
         wanted = set(state_names(optimizer))
         self.checkpoint_params: List[ms.Parameter] = [
