@@ -13,7 +13,7 @@ the data gets weight 1 (no pixel of it is ever weighted).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, List, Tuple
+from typing import Dict, Iterable, Iterator, List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -103,3 +103,20 @@ def class_weights(stats: ClassStats, method: str) -> List[float]:
         raw = np.median(freq) / freq
     weights[present] = raw / raw.mean()
     return [float(w) for w in weights]
+
+
+def stats_report(stats: ClassStats, class_names: Sequence[str], max_files: int = 20) -> dict:
+    """The JSON of ``tools/analyze_dataset.py``: per-class counts, stray values with files, sizes, weights."""
+    labelled = int(stats.pixels.sum())
+    classes = [{"index": c, "name": class_names[c] if c < len(class_names) else f"class_{c}",
+                "pixels": int(stats.pixels[c]), "share": stats.pixels[c] / labelled if labelled else 0.0,
+                "images": int(stats.images[c])} for c in range(stats.num_classes)]
+    stray = {str(v): {"pixels": sum(files.values()), "files": dict(sorted(files.items())[:max_files]),
+                      "num_files": len(files)} for v, files in sorted(stats.stray.items())}
+    sizes = [{"height": h, "width": w, "images": n} for (h, w), n in sorted(stats.sizes.items(), key=lambda kv: -kv[1])]
+    return {
+        "num_images": stats.num_images, "num_classes": stats.num_classes, "labelled_pixels": labelled,
+        "ignored_pixels": stats.ignored, "classes": classes, "values_outside_classes": stray, "sizes": sizes,
+        "absent_classes": [c["name"] for c in classes if not c["pixels"]],
+        "suggested_class_weights": {m: class_weights(stats, m) for m in BALANCINGS} if labelled else {},
+    }
