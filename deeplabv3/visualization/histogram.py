@@ -4,8 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict
 
-from ..fileio import atomic_path
-from .curves import PathLike, _pyplot
+from .curves import PathLike, _pyplot, save_figure
 
 
 def plot_class_histogram(report: Dict[str, Any], out: PathLike) -> Path:
@@ -21,9 +20,4 @@ def plot_class_histogram(report: Dict[str, Any], out: PathLike) -> Path:
     axes[1].set_ylabel(f"images (of {report['num_images']})")
     axes[1].set_xticks(range(len(names)))
     axes[1].set_xticklabels(names, rotation=90 if len(names) > 8 else 0)
-    fig.tight_layout()
-    out = Path(out)
-    with atomic_path(out) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(plt, fig, out)
