@@ -103,9 +103,11 @@ def test_custom_label_map_and_reduce_zero_label(tmp_path):
     done = prepare(*common, "data.label_map={255: 1, 2: 255}", "--out", tmp_path / "mapped")
     assert done.returncode == 0, done.stderr
     assert labels_of(tmp_path / "mapped", "train")[0][1][0].tolist() == [0, 1, 1, 255]
-    done = prepare(*common, "data.reduce_zero_label=true", "--out", tmp_path / "reduced")
+    done = prepare(*common, "data.reduce_zero_label=true", "--out", tmp_path / "mapped")  # other settings: redone
     assert done.returncode == 0, done.stderr
-    assert labels_of(tmp_path / "reduced", "train")[0][1][0].tolist() == [255, 255, 0, 1]
+    assert labels_of(tmp_path / "mapped", "train")[0][1][0].tolist() == [255, 255, 0, 1]
+    done = prepare(*common, "data.reduce_zero_label=true", "--out", tmp_path / "mapped")
+    assert "0 mask(s) converted, 1 already up to date" in done.stderr
 
 
 def test_custom_errors_name_file_value_and_fix(tmp_path):

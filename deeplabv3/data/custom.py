@@ -98,4 +98,8 @@ def prepare(cfg: Config, source: CustomSource, out: PathLike) -> PrepareResult:
             names = [f"{i:06d}_{name}" for i, name in enumerate(names)]
         pairs[split] = [Pair(image, mask, out / "labels" / split / f"{name}.png")
                         for name, (_, image, mask) in zip(names, matched)]
-    return write_prepared(out, NAME, pairs, partial(read_mask, spec=label_spec(cfg)), cfg.class_names)
+    spec = label_spec(cfg)
+    settings = {"mask_format": spec.mask_format, "reduce_zero_label": spec.reduce_zero_label,
+                "label_map": {str(k): v for k, v in spec.label_map.items()}, "palette": spec.palette,
+                "ignore_label": spec.ignore_label, "num_classes": spec.num_classes}
+    return write_prepared(out, NAME, pairs, partial(read_mask, spec=spec), cfg.class_names, settings)

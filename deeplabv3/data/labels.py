@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 
 from ..fileio import atomic_path
-from .io import DataError, PathLike, read_bytes, _open_label
+from .io import DataError, PathLike, open_label, read_bytes
 
 MASK_FORMATS = ("index", "rgb", "binary")
 
@@ -87,7 +87,7 @@ def decode_palette(rgb: np.ndarray, source: str, palette: Sequence[Sequence[int]
 def read_mask(path: PathLike, spec: LabelSpec) -> np.ndarray:
     """Read a mask of ``spec.mask_format`` as ``H x W`` uint8 training labels (see the module docstring)."""
     source = str(path)
-    mode, pixels = _open_label(read_bytes(path), source)
+    mode, pixels = open_label(read_bytes(path), source)
     if spec.mask_format == "rgb":
         if pixels.ndim != 3:
             with Image.open(path) as img:
@@ -111,8 +111,3 @@ def save_index_png(label: np.ndarray, dst: PathLike) -> None:
     with atomic_path(Path(dst)) as tmp:
         Image.fromarray(np.ascontiguousarray(label, dtype=np.uint8), mode="L").save(tmp, format="PNG")
 
-
-def class_histogram(label: np.ndarray, num_classes: int) -> Dict[int, int]:
-    """Pixel count of each class present (ignore and stray values left out)."""
-    counts = np.bincount(label.ravel(), minlength=256)[:num_classes]
-    return {int(c): int(counts[c]) for c in np.flatnonzero(counts)}

@@ -8,7 +8,8 @@ class count and names, the lists), from which ``tools/build_mindrecord.py`` take
 Every pair is checked before any list is written: a mask value outside the classes, a colour outside the palette,
 an image and mask of different sizes, an image without a mask or a mask without an image. All problems are
 reported at once (file names included), and nothing is listed until the whole set converts. Labels newer than
-their mask are kept, so re-running after an interruption only does the remaining work.
+their mask are kept, so re-running after an interruption only does the remaining work -- unless the conversion
+settings recorded in ``dataset.json`` changed (another ``data.label_map``, say): then every mask is converted again.
 """
 from __future__ import annotations
 
@@ -107,9 +108,9 @@ def _image_size(path: Path) -> Tuple[int, int]:
         raise DataError(f"{path}: cannot read the image ({exc})") from None
 
 
-def _convert(pair: Pair, read_mask: Callable[[Path], np.ndarray]) -> bool:
-    """Convert one pair unless its label is up to date; returns whether it converted."""
-    if pair.label.is_file() and pair.label.stat().st_mtime >= pair.mask.stat().st_mtime:
+def _convert(pair: Pair, read_mask: Callable[[Path], np.ndarray], reuse: bool) -> bool:
+    """Convert one pair unless ``reuse`` and its label is up to date; returns whether it converted."""
+    if reuse and pair.label.is_file() and pair.label.stat().st_mtime >= pair.mask.stat().st_mtime:
         return False
     label = read_mask(pair.mask)
     width, height = _image_size(pair.image)
@@ -121,18 +122,25 @@ def _convert(pair: Pair, read_mask: Callable[[Path], np.ndarray]) -> bool:
 
 
 def write_prepared(out: PathLike, kind: str, splits: Dict[str, List[Pair]], read_mask: Callable[[Path], np.ndarray],
-                   class_names: Sequence[str], workers: Optional[int] = None) -> PrepareResult:
-    """Convert every pair of every split, then write the list files and ``dataset.json``."""
+                   class_names: Sequence[str], settings: Optional[dict] = None,
+                   workers: Optional[int] = None) -> PrepareResult:
+    """Convert every pair of every split, then write the list files and ``dataset.json``.
+
+    ``settings`` (JSON-able) describe the conversion; labels of an earlier run with other settings are redone.
+    """
     start = time.perf_counter()
     out = Path(out).resolve()
     result = PrepareResult(out)
     pairs = [p for split in splits.values() for p in split]
     if not pairs:
         raise DataError(f"no pairs to prepare for {kind}")
+    settings = json.loads(json.dumps(settings or {}))  # as it reads back (string keys)
+    previous = dataset_info(out / DATASET_INFO)
+    reuse = previous is not None and previous.get("kind") == kind and previous.get("settings", {}) == settings
 
     def convert(pair: Pair) -> Tuple[Optional[bool], Optional[str]]:
         try:
-            return _convert(pair, read_mask), None
+            return _convert(pair, read_mask, reuse), None
         except DataError as exc:
             return None, str(exc)
 
@@ -152,7 +160,7 @@ def write_prepared(out: PathLike, kind: str, splits: Dict[str, List[Pair]], read
         write_text_atomic(out / f"{name}.txt", "".join(f"{p.image} {p.label}\n" for p in split))
         result.lists[name] = len(split)
     write_json_atomic(out / DATASET_INFO, {"kind": kind, "num_classes": len(class_names),
-                                           "class_names": list(class_names),
+                                           "class_names": list(class_names), "settings": settings,
                                            "lists": {n: str(out / f"{n}.txt") for n in splits}})
     result.seconds = time.perf_counter() - start
     get_logger().info("%s: %d mask(s) converted, %d already up to date; lists in %s: %s", kind, result.converted,
