@@ -170,6 +170,7 @@ def _loss(r: _Rules) -> None:
     if not 0.0 < loss.ohem_thresh <= 1.0:
         r.fail("loss.ohem_thresh", f"'loss.ohem_thresh' is {loss.ohem_thresh}; it is a probability in (0, 1]")
     r.at_least(["loss.ohem_min_kept"], 1)
+    r.not_negative(["loss.aux_weight"])
 
 
 def _optimizer(r: _Rules) -> None:

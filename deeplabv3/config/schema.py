@@ -118,6 +118,8 @@ class LossConfig:
         "training MindRecord's labels at the start), or null for none.", default=None)
     ohem_thresh: float = _help("OHEM: keep pixels whose true-class probability is below this.", default=0.7)
     ohem_min_kept: int = _help("OHEM: keep at least this many pixels per image (the hardest).", default=100000)
+    aux_weight: float = _help("Weight of an auxiliary FCN head's loss on the penultimate backbone stage, training "
+                              "only (mmseg: 0.4); 0 = no auxiliary head.", default=0.0)
 
 
 @dataclass(frozen=True)

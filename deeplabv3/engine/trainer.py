@@ -50,6 +50,7 @@ from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoi
 from ..distributed import init_distributed
 from ..errors import UserError
 from .loop_state import LoopState
+from .auxiliary import with_auxiliary_head
 from .losses import build_loss
 from .monitor import METRICS, TrainMonitor, truncate_metrics
 from .optim import build_optimizer, state_names
@@ -152,16 +153,16 @@ class Trainer:
             logger.info("freeze_bn: %d BatchNorm layers use their running statistics and are not trained",
                         freeze_batchnorm(self.net))
         self.net.set_train(True)
-        self.train_net: nn.Cell = apply_amp(self.net, cfg.train.amp_level)
-        optimizer = build_optimizer(self.net.trainable_params(), cfg.optimizer, self.lr, logger)
+        training_net, loss_fn, auxiliary = with_auxiliary_head(self.net, build_loss(cfg), cfg)
+        self.train_net: nn.Cell = apply_amp(training_net, cfg.train.amp_level)
+        optimizer = build_optimizer(training_net.trainable_params(), cfg.optimizer, self.lr, logger)
         reducer = getattr(ctx, "grad_reducer", None)
         if ctx.world_size > 1 and reducer is None:
             raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
-        self.step_fn = TrainStep(self.train_net, build_loss(cfg), optimizer, cfg.loss_scale,
-                                 self.accum, reducer)
+        self.step_fn = TrainStep(self.train_net, loss_fn, optimizer, cfg.loss_scale, self.accum, reducer)
         wanted = set(state_names(optimizer))
         self.checkpoint_params: List[ms.Parameter] = [
-            *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
+            *self.net.get_parameters(), *auxiliary, *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
 
     # ------------------------------------------------------------------------------------------------ set-up
