@@ -152,3 +152,13 @@ def test_non_square_crop_and_config_keys_load():
     assert cfg.data.train.crop_size == [512, 1024] and cfg.data.label_map == {255: 1}
     with pytest.raises(ConfigError, match="label_map"):
         load_config(None, ["data.label_map={255: 7}", "model.num_classes=2"])
+
+
+def test_predictions_convert_back_to_label_ids(tmp_path):
+    from deeplabv3.visualization import save_mask
+
+    save_mask(tmp_path / "preds" / "berlin_000000_000019_leftImg8bit.png", np.arange(19, dtype=np.uint8)[None])
+    done = run_tool("cityscapes_label_ids", ["--pred-dir", tmp_path / "preds", "--out", tmp_path / "submit"])
+    assert done.returncode == 0, done.stderr
+    ids = np.asarray(Image.open(tmp_path / "submit" / "berlin_000000_000019_leftImg8bit.png"))
+    assert ids.tolist() == [[i for i, t in OFFICIAL if t != 255 and i >= 0]]
