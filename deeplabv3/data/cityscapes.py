@@ -44,8 +44,8 @@ def to_train_ids(label_ids: np.ndarray, source: str = "<labelIds>") -> np.ndarra
     if not known.all():
         values, counts = np.unique(ids[~known], return_counts=True)
         shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:10].tolist(), counts[:10].tolist()))
-        raise DataError(f"{source}: label id(s) {shown} are not Cityscapes ids (-1..33); give the *_gtFine_labelIds.png "
-                        f"files, not *_color.png or *_instanceIds.png")
+        raise DataError(f"{source}: label id(s) {shown} are not Cityscapes ids (-1..33); give the "
+                        f"*_gtFine_labelIds.png files, not *_color.png or *_instanceIds.png")
     table = np.full(35, 255, dtype=np.uint8)  # index id + 1, so -1 lands at 0
     for label_id, train_id in ID_TO_TRAIN_ID.items():
         table[label_id + 1] = train_id

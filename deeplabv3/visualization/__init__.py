@@ -4,6 +4,7 @@ from .masks import (PALETTE, PALETTE_BGR, colorize, full_palette, legend, overla
                     save_mask, side_by_side)
 
 __all__ = [
-    "METRICS", "PALETTE", "PALETTE_BGR", "colorize", "full_palette", "legend", "overlay", "plot_training_curves", "present_classes",
+    "METRICS", "PALETTE", "PALETTE_BGR", "colorize", "full_palette", "legend", "overlay", "plot_training_curves",
+    "present_classes",
     "read_metrics", "save_image", "save_mask", "side_by_side",
 ]

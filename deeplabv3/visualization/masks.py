@@ -41,7 +41,8 @@ def colorize(mask: np.ndarray, palette: Optional[np.ndarray] = None) -> Image.Im
     if mask.size and (mask.min() < 0 or mask.max() > 255):
         raise ValueError(f"label values must be in [0, 255] for a palette PNG, got {mask.min()}..{mask.max()}")
     image = Image.fromarray(mask.astype(np.uint8))
-    image.putpalette((PALETTE if palette is None else palette).reshape(-1).tolist())  # turns the grey image into mode "P", values unchanged
+    # turns the grey image into mode "P", values unchanged
+    image.putpalette((PALETTE if palette is None else palette).reshape(-1).tolist())
     return image
 
 
@@ -62,7 +63,8 @@ def color_mask(mask: np.ndarray, palette: Optional[np.ndarray] = None) -> np.nda
     return _bgr(palette)[np.asarray(mask, dtype=np.uint8)]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5, palette: Optional[np.ndarray] = None) -> np.ndarray:
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.5,
+            palette: Optional[np.ndarray] = None) -> np.ndarray:
     """Alpha-blend the mask's colours over a BGR image: ``(1 - alpha) * image + alpha * colours``."""
     if image.shape[:2] != mask.shape[:2]:
         raise ValueError(f"image {image.shape[:2]} and mask {mask.shape[:2]} differ in size")
