@@ -15,7 +15,7 @@ CONFIG = REPO / "configs" / "custom_example.yaml"
 def test_custom_data_trains_end_to_end_with_its_names_and_colours(tmp_path):
     images, masks = synthetic.write_custom(tmp_path / "my_data", num_images=40, size=(64, 80))
     prepared = tmp_path / "data" / "my_data"
-    done = run_tool("prepare_dataset", ["--kind", "custom", "--config", CONFIG, "--images", images, "--masks", masks,
+    done = run_tool("prepare_dataset", ["--config", CONFIG, "--images", images, "--masks", masks,  # kind: custom
                                         "--val-fraction", 0.2, "--out", prepared])
     assert done.returncode == 0, done.stderr
     built = run_tool("build_mindrecord", ["--list", prepared / "train.txt", "--out", prepared / "train.mindrecord",

@@ -19,6 +19,7 @@ from deeplabv3.cli import run_tool
 from deeplabv3.config import load_config
 from deeplabv3.data.custom import IMAGE_SUFFIXES, CustomSource
 from deeplabv3.data.datasets import KINDS, PrepareRequest, prepare_dataset
+from deeplabv3.data.io import DataError
 
 
 def _path(value: Optional[str]) -> Optional[Path]:
@@ -27,7 +28,7 @@ def _path(value: Optional[str]) -> Optional[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--kind", required=True, choices=list(KINDS), help="data set kind")
+    parser.add_argument("--kind", choices=list(KINDS), help="data set kind (default: data.dataset of --config)")
     parser.add_argument("--out", required=True, help="output folder for labels/, the list files and dataset.json")
     parser.add_argument("--root", help="the download's root (voc: the VOC2012 folder; cityscapes: the folder with "
                                        "leftImg8bit/ and gtFine/; ade20k: ADEChallengeData2016)")
@@ -57,8 +58,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     source = CustomSource(_path(args.images), _path(args.masks), _path(args.val_images), _path(args.val_masks),
                           _path(args.train_list), _path(args.val_list), tuple(args.image_suffixes), args.mask_suffix,
                           args.val_fraction, args.seed)
+    kind = args.kind or (cfg.data.dataset if cfg is not None else None)
+    if kind is None:
+        raise DataError(f"give --kind ({', '.join(KINDS)}) or a --config whose data.dataset names it")
     request = PrepareRequest(Path(args.out), _path(args.root), _path(args.sbd_root), cfg, source)
-    prepare_dataset(args.kind, request)
+    prepare_dataset(kind, request)
     return 0
 
 

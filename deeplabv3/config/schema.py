@@ -86,7 +86,8 @@ class EvalDataConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = _choices("Data set kind, for tools/prepare_dataset.py (voc, cityscapes, ade20k or your own).",
+    dataset: str = _choices("Data set kind: tools/prepare_dataset.py's --kind when not given (voc, cityscapes, "
+                            "ade20k or your own).",
                             ["voc", "cityscapes", "ade20k", "custom"], "voc")
     ignore_label: int = _help("Label value excluded from loss and metrics.", default=255)
     class_names: Optional[List[str]] = _help("Class names for tables and legends (default: the 21 VOC classes).",
