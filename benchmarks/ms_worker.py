@@ -84,7 +84,7 @@ def main() -> None:
             extra["recomputed_cells"] = apply_recompute(net, str(spec.options["recompute"]))
         lr = np.full(1 + spec.warmup + spec.steps, 1e-3, np.float32)
         optimizer = build_optimizer(net.trainable_params(), cfg.optimizer, lr, logger)
-        loss_fn = build_loss(cfg.data.ignore_label)
+        loss_fn = build_loss(cfg)
         train_step = TrainStep(net, loss_fn, optimizer, cfg.loss_scale)
         losses = []
 

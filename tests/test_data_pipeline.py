@@ -155,3 +155,20 @@ def test_default_mode_draws_fresh_augmentation(shard):
     cfg = train_config(shard, "runtime.seed=7")
     first, second = collect(cfg, epochs=1), collect(cfg, epochs=1)
     assert not same(first[0], second[0])
+
+
+def test_non_square_crop_and_base_size_resize():
+    """crop [h, w]; base_size scales the *base* by the drawn ratio and fits the image into it, keeping its ratio."""
+    image, label = np.zeros((64, 128, 3), np.uint8), np.zeros((64, 128), np.uint8)
+    params = TrainTransformParams(crop_size=(300, 500), min_scale=1.5, max_scale=1.5, flip_prob=0.0,
+                                  base_size=(256, 128))
+    out_image, out_label = train_transform(image, label, params, np.random.default_rng(0))
+    assert out_image.shape == (3, 300, 500) and out_label.shape == (300, 500)
+    # fit 64 x 128 into (128 * 1.5) x (256 * 1.5): factor 3 -> 192 x 384 labelled, the rest padding
+    assert (out_label[:192, :384] == 0).all() and (out_label[192:] == 255).all() and (out_label[:, 384:] == 255).all()
+
+
+def test_non_square_crop_batches(shard):
+    cfg = train_config(shard, "data.train.crop_size=[33, 49]", "data.train.base_size=[96, 48]")
+    images, labels = next(build_train_dataset(cfg).create_tuple_iterator(num_epochs=1))
+    assert images.shape == (4, 3, 33, 49) and labels.shape == (4, 33, 49)

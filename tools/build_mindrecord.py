@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 from deeplabv3.cli import run_tool
 from deeplabv3.data.mindrecord import build_mindrecord
+from deeplabv3.data.prepare import dataset_info
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--num-shards", type=int, default=1, help="number of shard files (default 1)")
     parser.add_argument("--shuffle", action="store_true", help="shuffle the pairs before writing")
     parser.add_argument("--seed", type=int, default=0, help="seed of --shuffle (default 0)")
-    parser.add_argument("--num-classes", type=int, help="check every label value is < this or the ignore label")
+    parser.add_argument("--num-classes", type=int, help="check every label value is < this or the ignore label "
+                                                        "(default: from the dataset.json next to the list, written "
+                                                        "by tools/prepare_dataset.py)")
     parser.add_argument("--ignore-label", type=int, default=255, help="ignore label value (default 255)")
     parser.add_argument("--skip-bad", action="store_true", help="leave unusable pairs out (reported) instead of "
                                                                 "stopping")
@@ -33,8 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    info = dataset_info(args.list) if args.num_classes is None else None
+    num_classes = info["num_classes"] if info else args.num_classes
     summary = build_mindrecord(args.list, args.out, args.num_shards, data_root=args.data_root,
-                               shuffle=args.shuffle, seed=args.seed, num_classes=args.num_classes,
+                               shuffle=args.shuffle, seed=args.seed, num_classes=num_classes,
                                ignore_label=args.ignore_label, skip_bad=args.skip_bad, overwrite=args.overwrite,
                                workers=args.workers)
     print(f"data.train.mindrecord={summary.first_shard}  ({summary.num_samples} samples"

@@ -21,13 +21,14 @@ from .origins import key_error, origins_of
 from .reference import REFERENCE_BEGIN, REFERENCE_END, reference_markdown, replace_reference_block, schema_reference
 from .rules import AMP_BY_DEVICE, check, check_training, config_warnings, resolve
 from .schema import (VOC_CLASSES, Config, ConfigError, DataConfig, DistributedConfig, EvalConfig, EvalDataConfig,
-                     LossScaleConfig, ModelConfig, OptimizerConfig, RuntimeConfig, ScheduleConfig, TrainConfig,
-                     TrainDataConfig, effective_output_stride, input_size)
+                     LossConfig, LossScaleConfig, ModelConfig, OptimizerConfig, RuntimeConfig, ScheduleConfig,
+                     TrainConfig, TrainDataConfig, effective_output_stride, input_size)
 
 __all__ = [
     "AMP_BY_DEVICE", "BASE_KEY", "REFERENCE_BEGIN", "REFERENCE_END", "VOC_CLASSES", "Config", "ConfigError",
-    "DataConfig", "DistributedConfig", "EvalConfig", "EvalDataConfig", "LossScaleConfig", "ModelConfig",
-    "OptimizerConfig", "RuntimeConfig", "ScheduleConfig", "TrainConfig", "TrainDataConfig", "apply_overrides",
+    "DataConfig", "DistributedConfig", "EvalConfig", "EvalDataConfig", "LossConfig", "LossScaleConfig",
+    "ModelConfig", "OptimizerConfig", "RuntimeConfig", "ScheduleConfig", "TrainConfig", "TrainDataConfig",
+    "apply_overrides",
     "check", "check_training", "config_warnings", "dump_yaml", "effective_output_stride", "from_dict",
     "input_size", "key_error", "load_config", "load_raw", "merge", "origins_of", "parse_override",
     "reference_markdown", "replace", "replace_reference_block", "resolve", "save_config", "schema_reference",

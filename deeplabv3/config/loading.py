@@ -163,11 +163,16 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str], origins: 
 def type_name(tp: Any) -> str:
     """The annotation ``tp`` as errors and the config reference show it (``list of float``, ``int or null``)."""
     origin = typing.get_origin(tp)
-    if origin is Union:
+    if origin is Union and type(None) in typing.get_args(tp):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return f"{type_name(args[0])} or null"
+        return f"{' or '.join(type_name(a) for a in args)} or null"
+    if origin is Union:
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
     if origin in (list, List):
         return f"list of {type_name(typing.get_args(tp)[0])}"
+    if origin in (dict, Dict):
+        key, value = typing.get_args(tp)
+        return f"mapping of {type_name(key)} to {type_name(value)}"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -178,10 +183,19 @@ def _coerce(value: Any, tp: Any, source: str, key: str, expected: Optional[str] 
     float must be finite (YAML's ``.nan`` and ``.inf`` are floats too): no key means anything by them.
     """
     origin = typing.get_origin(tp)
+    if origin is Union and type(None) not in typing.get_args(tp):  # alternatives, e.g. int or list of int
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, source, key, expected or type_name(tp))
+            except ConfigError:
+                continue
+        raise ConfigError(f"{source}: '{key}': expected {expected or type_name(tp)}, got {value!r} "
+                          f"({type(value).__name__})")
     if origin is Union:
         if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "~")):
             return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)][0]
+        options = tuple(a for a in typing.get_args(tp) if a is not type(None))
+        inner = options[0] if len(options) == 1 else Union[options]
         return _coerce(value, inner, source, key, type_name(tp))
     if origin in (list, List):
         if isinstance(value, tuple):
@@ -191,6 +205,13 @@ def _coerce(value: Any, tp: Any, source: str, key: str, expected: Optional[str] 
                               f"({type(value).__name__})")
         inner = typing.get_args(tp)[0]
         return [_coerce(item, inner, source, f"{key}[{i}]") for i, item in enumerate(value)]
+    if origin in (dict, Dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: '{key}': expected {expected or type_name(tp)}, got {value!r} "
+                              f"({type(value).__name__})")
+        key_tp, value_tp = typing.get_args(tp)
+        return {_coerce(k, key_tp, source, f"{key} key {k!r}"): _coerce(v, value_tp, source, f"{key}[{k!r}]")
+                for k, v in value.items()}
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))

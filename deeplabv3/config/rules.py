@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, List, NoReturn, Sequence, Tuple
 
 from .origins import UNKNOWN, Keys, Origins, locate, origins_of
-from .schema import Config, ConfigError, effective_output_stride, input_size
+from .schema import Config, ConfigError, crop_hw, effective_output_stride, input_size
 
 
 # train.amp_level 'auto': float16 where the device computes it fast (the published recipe trains at O2 on Ascend);
@@ -113,13 +113,64 @@ def _data(r: _Rules) -> None:
         r.fail(("data.train.min_scale", "data.train.max_scale"),
                f"'data.train.min_scale' ({train.min_scale}) must be > 0 and <= data.train.max_scale "
                f"({train.max_scale})")
-    r.at_least(["data.train.batch_size", "data.train.crop_size"], 1)
+    r.at_least(["data.train.batch_size"], 1)
+    _crop(r)
+    _labels(r)
+
+
+def _crop(r: _Rules) -> None:
+    train = r.cfg.data.train
+    if isinstance(train.crop_size, list) and len(train.crop_size) != 2:
+        r.fail("data.train.crop_size", f"'data.train.crop_size' is {train.crop_size}; give one size or [height, width]")
+    if min(crop_hw(train.crop_size)) < 1:
+        r.fail("data.train.crop_size", f"'data.train.crop_size' is {train.crop_size}; a crop must be at least 1 px "
+                                       f"(a crop larger than the images is fine: they are padded)")
     stride = r.cfg.model.output_stride
-    if train.crop_size < stride:
+    if min(crop_hw(train.crop_size)) < stride:
         r.fail(("data.train.crop_size", "model.output_stride"),
                f"'data.train.crop_size' is {train.crop_size}, smaller than the output stride {stride} "
                f"(model.output_stride): a crop's feature map would be less than one cell; use at least {stride} "
                f"(sizes k*{stride}+1, e.g. 513, align the feature grid)")
+    if train.base_size is not None and (len(train.base_size) != 2 or min(train.base_size) < 1):
+        r.fail("data.train.base_size", f"'data.train.base_size' is {train.base_size}; give [long side, short side], "
+                                       f"e.g. [2048, 1024], or null")
+
+
+def _labels(r: _Rules) -> None:
+    data, num_classes = r.cfg.data, r.cfg.model.num_classes
+    if data.palette is not None:
+        if len(data.palette) != num_classes:
+            r.fail(("data.palette", "model.num_classes"),
+                   f"'data.palette' has {len(data.palette)} colours but model.num_classes is {num_classes}")
+        bad = next((c for c in data.palette if len(c) != 3 or not all(0 <= v <= 255 for v in c)), None)
+        if bad is not None:
+            r.fail("data.palette", f"'data.palette' holds {bad}; each colour is [R, G, B] with values 0-255")
+        if len({tuple(c) for c in data.palette}) != len(data.palette):
+            r.fail("data.palette", "'data.palette' repeats a colour; RGB masks need one distinct colour per class")
+    if data.mask_format == "rgb" and data.palette is None:
+        r.fail(("data.mask_format", "data.palette"), "'data.mask_format' is rgb but 'data.palette' is not set; give "
+                                                     "one [R, G, B] per class")
+    for source, target in (data.label_map or {}).items():
+        if not 0 <= source <= 255 or not (0 <= target < num_classes or target == data.ignore_label):
+            r.fail(("data.label_map", "model.num_classes"),
+                   f"'data.label_map' maps {source} -> {target}; sources are mask values 0-255 and targets class "
+                   f"indices [0, {num_classes - 1}] or the ignore label {data.ignore_label}")
+
+
+def _loss(r: _Rules) -> None:
+    loss, num_classes = r.cfg.loss, r.cfg.model.num_classes
+    weights = loss.class_weights
+    if isinstance(weights, str) and weights not in ("inverse_frequency", "median_frequency"):
+        r.fail("loss.class_weights", f"'loss.class_weights' is {weights!r}; give a list of {num_classes} weights, "
+                                     f"inverse_frequency, median_frequency or null")
+    if isinstance(weights, list) and (len(weights) != num_classes or min(weights) < 0 or max(weights) <= 0):
+        r.fail(("loss.class_weights", "model.num_classes"),
+               f"'loss.class_weights' is {weights}; give {num_classes} non-negative weights (model.num_classes), "
+               f"not all zero")
+    if not 0.0 < loss.ohem_thresh <= 1.0:
+        r.fail("loss.ohem_thresh", f"'loss.ohem_thresh' is {loss.ohem_thresh}; it is a probability in (0, 1]")
+    r.at_least(["loss.ohem_min_kept"], 1)
+    r.not_negative(["loss.aux_weight"])
 
 
 def _optimizer(r: _Rules) -> None:
@@ -179,8 +230,8 @@ def _eval(r: _Rules) -> None:
     r.inputs_cover_the_stride(effective_output_stride(r.cfg), stride_key)
 
 
-SECTION_RULES: Tuple[Callable[[_Rules], None], ...] = (_model, _data, _optimizer, _schedule, _loss_scale, _train,
-                                                        _eval)
+SECTION_RULES: Tuple[Callable[[_Rules], None], ...] = (_model, _data, _loss, _optimizer, _schedule, _loss_scale,
+                                                        _train, _eval)
 
 
 def check(cfg: Config, origins: Origins) -> None:

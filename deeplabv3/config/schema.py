@@ -8,7 +8,7 @@ documentation and behaviour cannot drift apart. What a valid combination of valu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import UserError
 
@@ -64,9 +64,14 @@ class TrainDataConfig:
     mindrecord: Optional[str] = _help("First shard of the training MindRecord (e.g. data/vocaug.mindrecord0).",
                                       default=None)
     batch_size: int = _help("Images per device and step.", default=32)
-    crop_size: int = _help("Square random-crop size.", default=513)
+    crop_size: Union[int, List[int]] = _help("Random-crop size: one number (square) or [height, width].",
+                                             default=513)
     min_scale: float = _help("Lower bound of the random rescale factor.", default=0.5)
     max_scale: float = _help("Upper bound of the random rescale factor.", default=2.0)
+    base_size: Optional[List[int]] = _help("Random resize relative to a base scale [long, short] (mmseg's "
+                                           "RandomResize(scale=(2048, 1024), ratio_range=(min_scale, max_scale)), "
+                                           "keep ratio); null: the image itself is scaled (VOC's rule).",
+                                           default=None)
     flip_prob: float = _help("Probability of a horizontal flip.", default=0.5)
     num_workers: int = _help("Parallel workers of the augmentation map.", default=4)
     shuffle: bool = _help("Shuffle the training set every epoch.", default=True)
@@ -81,15 +86,41 @@ class EvalDataConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
+    dataset: str = _choices("Data set kind: tools/prepare_dataset.py's --kind when not given (voc, cityscapes, "
+                            "ade20k or your own).",
+                            ["voc", "cityscapes", "ade20k", "custom"], "voc")
     ignore_label: int = _help("Label value excluded from loss and metrics.", default=255)
     class_names: Optional[List[str]] = _help("Class names for tables and legends (default: the 21 VOC classes).",
                                              default=None)
+    palette: Optional[List[List[int]]] = _help("[R, G, B] colour of each class: decodes RGB masks (mask_format rgb) "
+                                               "and colours predictions, overlays and legends (default: VOC's).",
+                                               default=None)
+    mask_format: str = _choices("Custom data masks: index PNGs, RGB colours through data.palette, or binary 0/255 "
+                                "(thresholded at 128 -> classes 0/1).", ["index", "rgb", "binary"], "index")
+    label_map: Optional[Dict[int, int]] = _help("Custom data: mask value -> class index or ignore_label, e.g. "
+                                                "{255: 1}; applied after reduce_zero_label.", default=None)
+    reduce_zero_label: bool = _help("Custom data: mmseg's reduce_zero_label (0 -> ignore, v -> v - 1).",
+                                    default=False)
     mean: List[float] = _help("Per-channel mean, BGR order, 0-255 scale.",
                               default_factory=lambda: [103.53, 116.28, 123.675])
     std: List[float] = _help("Per-channel std, BGR order, 0-255 scale.",
                              default_factory=lambda: [57.375, 57.120, 58.395])
     train: TrainDataConfig = field(default_factory=TrainDataConfig)
     eval: EvalDataConfig = field(default_factory=EvalDataConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    name: str = _choices("Training loss: softmax cross-entropy over the valid pixels (the published recipe's), or "
+                         "OHEM cross-entropy (mmseg's OHEMPixelSampler).", ["cross_entropy", "ohem"],
+                         "cross_entropy")
+    class_weights: Optional[Union[List[float], str]] = _help(
+        "Per-class loss weights: a list (one per class), inverse_frequency or median_frequency (derived from the "
+        "training MindRecord's labels at the start), or null for none.", default=None)
+    ohem_thresh: float = _help("OHEM: keep pixels whose true-class probability is below this.", default=0.7)
+    ohem_min_kept: int = _help("OHEM: keep at least this many pixels per image (the hardest).", default=100000)
+    aux_weight: float = _help("Weight of an auxiliary FCN head's loss on the penultimate backbone stage, training "
+                              "only (mmseg: 0.4); 0 = no auxiliary head.", default=0.0)
 
 
 @dataclass(frozen=True)
@@ -194,6 +225,7 @@ class DistributedConfig:
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss_scale: LossScaleConfig = field(default_factory=LossScaleConfig)
@@ -215,6 +247,14 @@ class Config:
 def effective_output_stride(cfg: Config) -> int:
     """The output stride the network runs at in evaluation, export and prediction."""
     return cfg.eval.output_stride or cfg.model.output_stride
+
+
+def crop_hw(crop_size: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    """``data.train.crop_size`` as ``(height, width)``: one number is a square."""
+    if isinstance(crop_size, int):
+        return crop_size, crop_size
+    height, width = crop_size
+    return int(height), int(width)
 
 
 def input_size(crop_size: int, scale: float) -> int:

@@ -78,7 +78,7 @@ def read_image(path: PathLike) -> np.ndarray:
     return decode_image(read_bytes(path), str(path))
 
 
-def _open_label(data: bytes, source: str) -> Tuple[str, np.ndarray]:
+def open_label(data: bytes, source: str) -> Tuple[str, np.ndarray]:
     """Fully decode a label with Pillow: its mode and pixels (palette PNGs give their indices)."""
     try:
         with Image.open(io.BytesIO(data)) as img:
@@ -121,7 +121,7 @@ def read_label(path: PathLike, num_classes: Optional[int] = None, ignore_label: 
     With ``num_classes`` every value must be a class index or ``ignore_label``.
     """
     source = str(path)
-    mode, pixels = _open_label(read_bytes(path), source)
+    mode, pixels = open_label(read_bytes(path), source)
     if mode not in ("L", "P"):
         raise _mode_error(source, mode, pixels)
     label = np.ascontiguousarray(pixels, dtype=np.uint8)
@@ -137,7 +137,7 @@ def decode_label_bytes(data: bytes, source: str = "<bytes>", num_classes: Option
     and the values; ``validate=False`` is the pipeline's hot path for bytes the builder already checked.
     """
     if validate:
-        mode, pixels = _open_label(data, source)
+        mode, pixels = open_label(data, source)
         if mode == "P":
             raise DataError(f"{source}: label is a palette PNG; the training data stores single-channel (mode L) "
                             f"index PNGs, because a palette PNG decodes to colours there: {CONVERT_HINT}")

@@ -219,6 +219,18 @@ def _manifest_for(first_shard: Path) -> Optional[Path]:
     return candidate if candidate.is_file() else None
 
 
+def recorded_num_classes(path: PathLike) -> Optional[int]:
+    """The class count the set of ``path`` was validated against at build time (``--num-classes``), if any."""
+    manifest = _manifest_for(Path(path))
+    if manifest is None:
+        return None
+    try:
+        value = json.loads(manifest.read_text(encoding="utf-8")).get("num_classes")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise DataError(f"{manifest}: unreadable MindRecord manifest ({exc}); {REBUILD_HINT}") from None
+    return int(value) if value is not None else None
+
+
 def check_shard_set(path: PathLike) -> int:
     """Check that the shard set of ``path`` is complete before a run relies on it; returns the sample count.
 

@@ -29,9 +29,10 @@ from typing import List, Tuple
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, key_error
+from ..runtime import get_logger
 from .io import DataError
-from .mindrecord import check_shard_set
+from .mindrecord import check_shard_set, recorded_num_classes
 from .transforms import TrainTransformParams, train_transform_bytes
 
 
@@ -67,6 +68,44 @@ def _mindrecord_path(cfg: Config) -> str:
         raise DataError("data.train.mindrecord is not set; build the training data with tools/build_mindrecord.py "
                         "and set it to the first shard, e.g. data.train.mindrecord=data/vocaug.mindrecord0")
     return path
+
+
+def labels_checked(cfg: Config) -> bool:
+    """Whether the training MindRecord's labels were validated for ``model.num_classes`` when it was built.
+
+    A set built for another class count is refused here, before any work (fine-tuning with another
+    ``model.num_classes`` needs labels made for it). A set built without ``--num-classes`` was not checked: the
+    trainer then checks every batch with :func:`check_batch_labels`.
+    """
+    path, num_classes = _mindrecord_path(cfg), cfg.model.num_classes
+    recorded = recorded_num_classes(path)
+    if recorded is None:
+        get_logger().warning("%s was built without --num-classes, so its label values were not checked; every batch "
+                             "is checked against model.num_classes=%d instead (rebuild it with "
+                             "tools/build_mindrecord.py --num-classes %d to check them once)", path, num_classes,
+                             num_classes)
+        return False
+    if recorded != num_classes:
+        raise key_error(cfg, "model.num_classes",
+                        f"the training MindRecord {path} holds labels for {recorded} classes (recorded in its "
+                        f"manifest when it was built), but model.num_classes is {num_classes}: its labels may hold "
+                        f"values >= {num_classes}. Set model.num_classes={recorded}, or map the labels to "
+                        f"{num_classes} classes (tools/prepare_dataset.py with data.label_map) and rebuild with "
+                        f"tools/build_mindrecord.py --num-classes {num_classes}")
+    return True
+
+
+def check_batch_labels(labels: np.ndarray, num_classes: int, ignore_label: int, source: str) -> None:
+    """Raise :class:`DataError` if a label is neither a class index nor the ignore label (before the loss, whose
+    gather would fail with a kernel index error)."""
+    bad = (labels >= num_classes) & (labels != ignore_label) | (labels < 0)
+    if bad.any():
+        values, counts = np.unique(labels[bad], return_counts=True)
+        shown = ", ".join(f"{v} ({c} px)" for v, c in zip(values[:10].tolist(), counts[:10].tolist()))
+        raise DataError(f"{source}: a training batch holds label value(s) {shown} outside [0, {num_classes - 1}] "
+                        f"and not the ignore label {ignore_label}; rebuild the MindRecord with "
+                        f"tools/build_mindrecord.py --num-classes {num_classes} to find the files, and map the "
+                        f"values with data.label_map (tools/prepare_dataset.py) or fix model.num_classes")
 
 
 def samples_per_rank(num_samples: int, group_size: int) -> int:

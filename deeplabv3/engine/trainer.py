@@ -41,14 +41,16 @@ import numpy as np
 from mindspore import nn
 
 from ..config import Config, check_training, config_warnings, dump_yaml, key_error, save_config
-from ..data.pipeline import build_train_dataset, steps_per_epoch
+from ..data.pipeline import build_train_dataset, check_batch_labels, labels_checked, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
 from ..runtime import setup_runtime
 from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
                             restore_parameters, save_best, save_training_checkpoint)
 from ..distributed import init_distributed
+from ..errors import UserError
 from .loop_state import LoopState
+from .auxiliary import with_auxiliary_head
 from .losses import build_loss
 from .monitor import METRICS, TrainMonitor, truncate_metrics
 from .optim import build_optimizer, state_names
@@ -136,6 +138,7 @@ class Trainer:
         self.logger = logger
         self.work_dir = Path(cfg.runtime.work_dir)
         self.batches_per_epoch = steps_per_epoch(cfg, ctx.world_size)
+        self.labels_checked = labels_checked(cfg)
         self.accum = cfg.train.grad_accum_steps
         self.steps_per_epoch = self.batches_per_epoch // self.accum
         if self.steps_per_epoch < 1:
@@ -150,16 +153,16 @@ class Trainer:
             logger.info("freeze_bn: %d BatchNorm layers use their running statistics and are not trained",
                         freeze_batchnorm(self.net))
         self.net.set_train(True)
-        self.train_net: nn.Cell = apply_amp(self.net, cfg.train.amp_level)
-        optimizer = build_optimizer(self.net.trainable_params(), cfg.optimizer, self.lr, logger)
+        training_net, loss_fn, auxiliary = with_auxiliary_head(self.net, build_loss(cfg), cfg)
+        self.train_net: nn.Cell = apply_amp(training_net, cfg.train.amp_level)
+        optimizer = build_optimizer(training_net.trainable_params(), cfg.optimizer, self.lr, logger)
         reducer = getattr(ctx, "grad_reducer", None)
         if ctx.world_size > 1 and reducer is None:
             raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
-        self.step_fn = TrainStep(self.train_net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale,
-                                 self.accum, reducer)
+        self.step_fn = TrainStep(self.train_net, loss_fn, optimizer, cfg.loss_scale, self.accum, reducer)
         wanted = set(state_names(optimizer))
         self.checkpoint_params: List[ms.Parameter] = [
-            *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
+            *self.net.get_parameters(), *auxiliary, *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
 
     # ------------------------------------------------------------------------------------------------ set-up
@@ -192,6 +195,9 @@ class Trainer:
         iterator = dataset.create_tuple_iterator(num_epochs=epochs)
         for _ in range(epochs - self.state.data_epoch):  # each pass over the iterator is one epoch
             for images, labels in iterator:
+                if not self.labels_checked:
+                    check_batch_labels(labels.asnumpy(), cfg.model.num_classes, cfg.data.ignore_label,
+                                       cfg.data.train.mindrecord)
                 yield images, labels
 
     # --------------------------------------------------------------------------------------------- the loop
@@ -315,8 +321,12 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
             logger.warning(warning)
         for path in remove_stale_temp_files(work_dir):
             logger.info("removed %s, left by an interrupted writer", path)
-    trainer = Trainer(cfg, ctx, logger)
-    result = trainer.run(resume_path)
+    try:
+        trainer = Trainer(cfg, ctx, logger)
+        result = trainer.run(resume_path)
+    except UserError as exc:  # the log of the run says why it stopped, not only the terminal
+        logger.error("%s", exc)
+        raise
     if ctx.world_size > 1:
         ctx.check_replicas(trainer.net.trainable_params())
     ctx.finalize()  # every rank waits for the others, then communication ends (a failing rank never gets here)

@@ -26,7 +26,7 @@ from ..models import output_stride_of
 from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
-from ..visualization import save_image, save_mask, side_by_side
+from ..visualization import full_palette, save_image, save_mask, side_by_side
 from .metrics import ConfusionMatrix
 from .predictor import Predictor, load_eval_network
 from .report import format_results, per_class_rows, to_percent, write_results
@@ -82,11 +82,11 @@ def _load_batches(pairs: Sequence[Tuple[str, str]], batches: Sequence[List[int]]
 
 
 def _show(show_dir: Path, image_path: str, image: np.ndarray, pred: np.ndarray, label: np.ndarray,
-          class_names: Sequence[str]) -> None:
+          class_names: Sequence[str], palette: np.ndarray) -> None:
     """``<stem>.png`` palette prediction and ``<stem>_compare.jpg`` image | prediction | ground truth."""
     stem = Path(image_path).stem
-    save_mask(show_dir / f"{stem}.png", pred)
-    save_image(show_dir / f"{stem}_compare.jpg", side_by_side(image, pred, label, class_names))
+    save_mask(show_dir / f"{stem}.png", pred, palette)
+    save_image(show_dir / f"{stem}_compare.jpg", side_by_side(image, pred, label, class_names, palette=palette))
 
 
 def _reduce(matrix: ConfusionMatrix, num_images: int, reduce_fn: Optional[ReduceFn]) -> Tuple[ConfusionMatrix, int]:
@@ -120,7 +120,7 @@ def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, redu
     predictor = Predictor(net, cfg)
     matrix = ConfusionMatrix(cfg.model.num_classes, cfg.data.ignore_label)
     show = Path(show_dir) if show_dir is not None else None
-    class_names = cfg.class_names
+    class_names, palette = cfg.class_names, full_palette(cfg.data.palette)
     logger.info("evaluating %d of %d images on rank %d/%d (scales %s, flip %s, batch %d)", len(indices), len(pairs),
                 rank, world_size, predictor.scales, predictor.flip, bs)
 
@@ -136,7 +136,7 @@ def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, redu
     for (index, image, label), pred in stream:
         matrix.update(pred, label)
         if show is not None:
-            _show(show, pairs[index][0], image, pred, label, class_names)
+            _show(show, pairs[index][0], image, pred, label, class_names, palette)
     seconds = time.perf_counter() - start
 
     total, num_images = _reduce(matrix, len(indices), reduce_fn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from ..data.io import DataError, read_image
 from ..progress import track
 from ..fileio import write_json_atomic
 from ..runtime import setup_runtime
-from ..visualization import legend, overlay, present_classes, save_image, save_mask
+from ..visualization import full_palette, legend, overlay, present_classes, save_image, save_mask
 from .predictor import Predictor, load_eval_network
 
 PathLike = Union[str, os.PathLike]
@@ -95,7 +95,8 @@ def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[List[Tuple[int,
 
 
 def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLike, class_names: Sequence[str],
-                   with_overlay: bool = False, progress: bool = True) -> Dict[str, Any]:
+                   with_overlay: bool = False, progress: bool = True,
+                   palette: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """Write ``<stem>.png`` (and ``<stem>_overlay.jpg``) per image; returns the summary written to summary.json."""
     out_dir = Path(out_dir)
     names = output_names(paths)
@@ -109,12 +110,12 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLik
 
     stream = track(predictions(), total=len(paths), desc="predict", unit="img") if progress else predictions()
     for i, image, pred in stream:
-        mask_path = save_mask(out_dir / f"{names[i]}.png", pred)
+        mask_path = save_mask(out_dir / f"{names[i]}.png", pred, palette)
         record = {"image": str(paths[i]), "mask": str(mask_path), "height": int(pred.shape[0]),
                   "width": int(pred.shape[1]), "classes": class_fractions(pred, class_names)}
         if with_overlay:
-            picture = overlay(image, pred)
-            strip = legend(present_classes(pred, len(class_names)), class_names, picture.shape[1])
+            picture = overlay(image, pred, palette=palette)
+            strip = legend(present_classes(pred, len(class_names)), class_names, picture.shape[1], palette=palette)
             record["overlay"] = str(save_image(out_dir / f"{names[i]}_overlay.jpg",
                                                np.concatenate([picture, strip], axis=0)))
         per_image.append(record)
@@ -130,7 +131,8 @@ def run_prediction(cfg: Config, checkpoint: PathLike, source: PathLike, out_dir:
     logger = setup_runtime(cfg, verbose=verbose, log_name=None)
     net, _ = load_eval_network(cfg, checkpoint)
     predictor = Predictor(net, cfg)
-    summary = predict_images(predictor, paths, out_dir, cfg.class_names, with_overlay)
+    summary = predict_images(predictor, paths, out_dir, cfg.class_names, with_overlay,
+                             palette=full_palette(cfg.data.palette))
     print(format_summary(summary["images"], summary["overall"]), flush=True)
     logger.info("wrote %d mask(s) and summary.json to %s", len(paths), out_dir)
     return summary

@@ -37,6 +37,7 @@ from ..runtime import get_logger
 PathLike = Union[str, os.PathLike]
 WRAPPER_PREFIX = "network."
 OPTIMIZER_PREFIXES = ("moments.", "moment1.", "moment2.", "accum.")
+AUXILIARY_PREFIX = "aux_head."  # the training-only auxiliary head (deeplabv3.engine.auxiliary)
 IMAGENET_CLASSIFIERS = ("classifier.", "end_point.", "fc.")
 BACKBONE_PREFIX = "backbone.net."
 SHOWN = 5
@@ -162,7 +163,7 @@ def normalize_names(entries: Mapping[str, Any]) -> NormalizedCheckpoint:
     origin: Dict[str, str] = {}
     unused: List[str] = []
     for name, (original, value) in kept.items():
-        if source_format == "imagenet" and name.startswith(IMAGENET_CLASSIFIERS):
+        if (source_format == "imagenet" and name.startswith(IMAGENET_CLASSIFIERS)) or name.startswith(AUXILIARY_PREFIX):
             unused.append(original)
             continue
         new = _rename(name, table)
@@ -247,6 +248,10 @@ def load_params(net: nn.Cell, entries: Mapping[str, Any], strict: bool = True, i
     if skipped:
         logger.warning("%s: classifier tensors not loaded (class count differs), left freshly initialised: %s",
                        source, ", ".join(f"{n} {c} -> {w}" for n, c, w in head_mismatch))
+    auxiliary = [n for n in normalized.unused if _strip_wrappers(n).startswith(AUXILIARY_PREFIX)]
+    if auxiliary:
+        logger.info("%s: the %d tensors of the training-only auxiliary head (%s*) are not part of this network and "
+                    "were left out", source, len(auxiliary), AUXILIARY_PREFIX)
     if missing or unexpected:
         logger.warning("%s: non-strict load; %d network tensors missing (%s), %d checkpoint tensors unused (%s)",
                        source, len(missing), _first(missing), len(unexpected), _first(unexpected))

@@ -36,9 +36,12 @@ class DeepLabV3(nn.Cell):
         self.output_stride = backbone.output_stride
 
     def construct(self, x: Tensor) -> Tensor:
-        _, features = self.backbone(x)
-        logits = self.conv(self.aspp(features))
-        return self.resize(logits, (x.shape[2], x.shape[3]))
+        low_level, features = self.backbone(x)
+        return self.head(x, low_level, features)
+
+    def head(self, x: Tensor, low_level: Tensor, features: Tensor) -> Tensor:
+        """Logits at the size of ``x`` from the backbone's features (a training wrapper reuses them)."""
+        return self.resize(self.conv(self.aspp(features)), (x.shape[2], x.shape[3]))
 
 
 class Decoder(nn.Cell):
@@ -90,8 +93,11 @@ class DeepLabV3Plus(nn.Cell):
 
     def construct(self, x: Tensor) -> Tensor:
         low_level, features = self.backbone(x)
-        logits = self.decoder(self.aspp(features), low_level)
-        return self.resize(logits, (x.shape[2], x.shape[3]))
+        return self.head(x, low_level, features)
+
+    def head(self, x: Tensor, low_level: Tensor, features: Tensor) -> Tensor:
+        """Logits at the size of ``x`` from the backbone's features (a training wrapper reuses them)."""
+        return self.resize(self.decoder(self.aspp(features), low_level), (x.shape[2], x.shape[3]))
 
 
 class InferenceNet(nn.Cell):

@@ -99,6 +99,11 @@ def plot_training_curves(path: PathLike, out: PathLike) -> Path:
         axes[2].plot(curves.eval_steps, curves.miou, marker="o", color="tab:red")
         axes[2].set_ylabel("mIoU (%)")
     axes[-1].set_xlabel("step")
+    return save_figure(plt, fig, out)
+
+
+def save_figure(plt: Any, fig: Any, out: PathLike) -> Path:
+    """Lay out ``fig``, write it to the PNG ``out`` atomically and close it."""
     fig.tight_layout()
     out = Path(out)
     with atomic_path(out) as tmp:
