@@ -15,12 +15,13 @@ from typing import Optional, Sequence
 
 from deeplabv3.cli import add_config_arguments, config_from_args, run_tool
 from deeplabv3.evaluation.inference import run_prediction
+from deeplabv3.evaluation.runners import add_backend_arguments, check_backend_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="network weights (.ckpt)")
+    add_backend_arguments(parser)
     parser.add_argument("--input", required=True, metavar="IMG|DIR|LIST", help="image, directory or list file")
     parser.add_argument("--out-dir", required=True, metavar="DIR", help="where masks and summary.json go")
     parser.add_argument("--overlay", action="store_true", help="also write overlays with a legend")
@@ -28,8 +29,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    run_prediction(config_from_args(args), args.checkpoint, args.input, args.out_dir, args.overlay, args.verbose)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_backend_arguments(parser, args)
+    run_prediction(config_from_args(args), args.checkpoint, args.input, args.out_dir, args.overlay, args.verbose,
+                   args.backend, args.model, args.threads)
     return 0
 
 

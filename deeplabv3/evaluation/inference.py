@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from ..progress import track
 from ..fileio import write_json_atomic
 from ..runtime import setup_runtime
 from ..visualization import legend, overlay, present_classes, save_image, save_mask
-from .predictor import Predictor, load_eval_network
+from .predictor import Predictor
+from .runners import build_runner
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -123,13 +124,16 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLik
     return summary
 
 
-def run_prediction(cfg: Config, checkpoint: PathLike, source: PathLike, out_dir: PathLike,
-                   with_overlay: bool = False, verbose: bool = False) -> Dict[str, Any]:
-    """``tools/predict.py``: one process, masks for every input image, the class summary printed."""
+def run_prediction(cfg: Config, checkpoint: Optional[PathLike], source: PathLike, out_dir: PathLike,
+                   with_overlay: bool = False, verbose: bool = False, backend: str = "mindspore",
+                   models: Sequence[PathLike] = (), threads: Optional[int] = None) -> Dict[str, Any]:
+    """``tools/predict.py``: one process, masks for every input image, the class summary printed.
+
+    The network is the checkpoint's or exported ONNX files (see :func:`~.runners.build_runner`).
+    """
     paths = collect_inputs(source)
     logger = setup_runtime(cfg, verbose=verbose, log_name=None)
-    net, _ = load_eval_network(cfg, checkpoint)
-    predictor = Predictor(net, cfg)
+    predictor = Predictor(build_runner(cfg, backend, checkpoint, models, threads), cfg)
     summary = predict_images(predictor, paths, out_dir, cfg.class_names, with_overlay)
     print(format_summary(summary["images"], summary["overall"]), flush=True)
     logger.info("wrote %d mask(s) and summary.json to %s", len(paths), out_dir)

@@ -54,7 +54,7 @@ def _write_graph(net: nn.Cell, staged: Path, options: ExportOptions, input_shape
         ms.export(InferenceNet(net, options.output, nhwc), dummy, file_name=str(staged), file_format="MINDIR")
 
 
-def _describe_onnx(path: Path, cfg: Config, options: ExportOptions) -> None:
+def _describe_onnx(path: Path, cfg: Config, options: ExportOptions, output_stride: int) -> None:
     """Name the ONNX input ``image`` and the output after what it holds, and record the preprocessing contract.
 
     MindSpore names them after its internal nodes (``x``, ``8-Default/...``); deployment code reads these names
@@ -75,7 +75,7 @@ def _describe_onnx(path: Path, cfg: Config, options: ExportOptions) -> None:
     metadata = {
         "input_layout": options.input_format, "channel_order": "BGR",
         "mean": ",".join(map(str, cfg.data.mean)), "std": ",".join(map(str, cfg.data.std)),
-        "output": options.output, "class_names": ",".join(cfg.class_names),
+        "output": options.output, "class_names": ",".join(cfg.class_names), "output_stride": str(output_stride),
     }
     for key, value in metadata.items():
         entry = model.metadata_props.add()
@@ -150,7 +150,7 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
         _write_graph(net, staged, options, graph_sample.shape)
         _make_regular(staged)
         if options.fmt == "ONNX":
-            _describe_onnx(staged, cfg, options)
+            _describe_onnx(staged, cfg, options, net.output_stride)
         verification = compare(options.output, RUNNERS[options.fmt](staged, graph_sample), reference,
                                options.atol, options.min_agreement, noise)
         logger.info("verified with %s: %s", "onnxruntime" if options.fmt == "ONNX" else "mindspore.load + GraphCell",
