@@ -19,7 +19,6 @@ import numpy as np
 
 from ..config import Config
 from ..errors import UserError
-from .predictor import load_eval_network
 
 PathLike = Union[str, os.PathLike]
 BACKENDS = ("mindspore", "onnxruntime")
@@ -146,6 +145,8 @@ def build_runner(cfg: Config, backend: str, checkpoint: Optional[PathLike] = Non
     """The network :class:`~deeplabv3.evaluation.predictor.Predictor` runs: a MindSpore network loaded from
     ``checkpoint`` or an :class:`OnnxRunner` over the ``models`` files."""
     if backend == "mindspore":
+        from .predictor import load_eval_network  # MindSpore is loaded only for this backend
+
         if checkpoint is None:
             raise ModelFileError("the mindspore backend needs --checkpoint CKPT (or use --backend onnxruntime "
                                  "--model FILE.onnx)")
