@@ -98,4 +98,11 @@ def test_stream_arguments_are_checked(demo, tmp_path):
     assert no_video_out.returncode == 2 and "--out-video" in no_video_out.stderr
     missing = run_tool("predict", [*base, "--input", tmp_path / "clip.mp4", "--out-video", tmp_path / "o.mp4"])
     assert missing.returncode == 2 and "no such video file" in missing.stderr
-    assert list(tmp_path.iterdir()) == []
+    clip = tmp_path / "clip.avi"
+    _write_video(clip, [random_image(HEIGHT, WIDTH)])
+    (tmp_path / "file").write_text("")
+    blocked = run_tool("predict", [*base, "--input", clip, "--out-video", tmp_path / "file" / "o.mp4"])
+    assert blocked.returncode == 2 and "is not a writable directory" in blocked.stderr
+    suffix = run_tool("predict", [*base, "--input", clip, "--out-video", tmp_path / "o.txt"])
+    assert suffix.returncode == 2 and "out.mp4" in suffix.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "file"]

@@ -27,7 +27,7 @@ from ..runtime import get_logger, setup_runtime
 from ..visualization import legend, overlay, present_classes, save_image, save_mask
 from .predictor import Predictor
 from .runners import build_runner
-from .streams import chunked, is_stream, predict_video
+from .streams import check_video_output, chunked, is_stream, open_capture, predict_video
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -162,7 +162,9 @@ def run_prediction(cfg: Config, checkpoint: Optional[PathLike], source: PathLike
     if is_stream(source):
         if out_video is None:
             raise DataError(f"{source} is a video or camera: give --out-video OUT.mp4 for the overlaid frames")
-        logger = setup_runtime(cfg, verbose=verbose, log_name=None)
+        check_video_output(out_video)
+        open_capture(source).release()  # a missing or unreadable video fails now, not after the network is built
+        setup_runtime(cfg, verbose=verbose, log_name=None)
         predictor = Predictor(build_runner(cfg, backend, checkpoint, models, threads), cfg)
         return predict_video(predictor, source, out_video, cfg.class_names)
     if out_dir is None:

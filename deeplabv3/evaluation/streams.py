@@ -88,12 +88,23 @@ def _writer(path: Path, fps: float, size: tuple) -> cv2.VideoWriter:
     return writer
 
 
-def predict_video(predictor: Predictor, source: PathLike, out_video: PathLike, class_names: Sequence[str],
-                  progress: bool = True) -> dict:
-    """Segment every frame of ``source`` into ``out_video``; returns frame count, size, fps of input and output."""
+def check_video_output(out_video: PathLike) -> Path:
+    """The output video's name and directory, checked before any network is built (exit 2 when unusable)."""
     out_video = Path(out_video)
     if out_video.suffix.lower() not in VIDEO_EXTENSIONS:
         raise DataError(f"--out-video {out_video}: give a video file name such as out.mp4 or out.avi")
+    if out_video.is_dir():
+        raise DataError(f"--out-video {out_video} is a directory; give a file name such as {out_video / 'out.mp4'}")
+    parent = next((p for p in (out_video.parent, *out_video.parent.parents) if p.exists()), Path("."))
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise DataError(f"--out-video {out_video}: {parent} is not a writable directory; choose another path")
+    return out_video
+
+
+def predict_video(predictor: Predictor, source: PathLike, out_video: PathLike, class_names: Sequence[str],
+                  progress: bool = True) -> dict:
+    """Segment every frame of ``source`` into ``out_video``; returns frame count, size, fps of input and output."""
+    out_video = check_video_output(out_video)
     out_video.parent.mkdir(parents=True, exist_ok=True)
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or DEFAULT_FPS
