@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.usefixtures("execution_mode"),
               pytest.mark.parametrize("execution_mode", ["graph"], indirect=True)]
 MULTI_SCALE_FLIP = ["eval.scales=[0.75,1.0]", "eval.flip=true"]
 INPUTS = {1.0: CROP, 0.75: int((CROP - 1) * 0.75) + 1}
+SLIDING = ["eval.slide=true", "eval.slide_max_size=80", f"eval.tile_size={INPUTS[0.75]}", "eval.tile_stride=40"]
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,8 @@ def exported(tmp_path_factory):
     return root, config_path, checkpoint, net, models
 
 
-@pytest.mark.parametrize("overrides", [[], MULTI_SCALE_FLIP], ids=["single_scale", "multi_scale_flip"])
+@pytest.mark.parametrize("overrides", [[], MULTI_SCALE_FLIP, SLIDING],
+                         ids=["single_scale", "multi_scale_flip", "sliding_window"])
 def test_onnxruntime_gives_the_mindspore_confusion_matrix(exported, overrides):
     _, config_path, _, net, models = exported
     cfg = load_config(config_path, overrides)
