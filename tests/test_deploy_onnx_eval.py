@@ -87,3 +87,13 @@ def test_eval_and_predict_tools_with_onnxruntime(exported, tmp_path):
     assert f"no model file is exported for {INPUTS[0.75]}x{INPUTS[0.75]}" in wrong.stderr
     neither = run_tool("eval", common)
     assert neither.returncode == 2 and "--checkpoint" in neither.stderr
+
+
+def test_files_of_another_batch_size_layout_and_output_give_the_same_matrix(exported):
+    root, config_path, _, net, _ = exported
+    cfg = load_config(config_path)  # eval.batch_size 2: the file's batch of 3 is padded, its NHWC input fed
+    options = ExportOptions("ONNX", (CROP, CROP), batch_size=3, output="logits", input_format="NHWC", atol=1e-3)
+    nhwc = export_graph(net, cfg, root / "nhwc_b3_logits.onnx", options).path
+    ours = np.asarray(evaluate(net, cfg, progress=False)["confusion_matrix"])
+    theirs = np.asarray(evaluate(OnnxRunner([nhwc], False), cfg, progress=False)["confusion_matrix"])
+    assert np.abs(ours - theirs).sum() / 2 <= 0.001 * ours.sum()
