@@ -102,8 +102,9 @@ def _reduce(matrix: ConfusionMatrix, num_images: int, reduce_fn: Optional[Reduce
     return ConfusionMatrix(n, matrix.ignore_label, total[:-1].reshape(n, n)), int(total[-1])
 
 
-def evaluate(net: Union[nn.Cell, Runner], cfg: Config, rank: int = 0, world_size: int = 1, reduce_fn: Optional[ReduceFn] = None,
-             show_dir: Optional[PathLike] = None, progress: bool = True) -> Dict[str, Any]:
+def evaluate(net: Union[nn.Cell, Runner], cfg: Config, rank: int = 0, world_size: int = 1,
+             reduce_fn: Optional[ReduceFn] = None, show_dir: Optional[PathLike] = None,
+             progress: bool = True) -> Dict[str, Any]:
     """Evaluate ``net`` on ``cfg.data.eval.list``; this rank's shard, summed across ranks with ``reduce_fn``.
 
     ``reduce_fn(np.ndarray) -> np.ndarray`` is an all-reduce sum (``None``: a single process); every rank must

@@ -24,7 +24,7 @@ from .resize import matrix_resizes
 from .verify import Verification, VerificationError, compare, sample_input
 
 __all__ = [
-    "CALIBRATION_METHODS", "DEFAULT_AGREEMENT", "PRECISIONS", "FORMATS", "INPUT_FORMATS", "OUTPUTS", "ExportError", "ExportOptions", "ExportResult", "Verification",
-    "VerificationError", "compare", "export_graph", "export_weights", "matrix_resizes", "require_onnx", "run_export",
+    "CALIBRATION_METHODS", "DEFAULT_AGREEMENT", "FORMATS", "INPUT_FORMATS", "OUTPUTS", "PRECISIONS", "ExportError",
+    "ExportOptions", "ExportResult", "Verification", "VerificationError", "compare", "export_graph", "export_weights", "matrix_resizes", "require_onnx", "run_export",
     "sample_input",
 ]
