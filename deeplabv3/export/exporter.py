@@ -247,7 +247,7 @@ def run_export(cfg: Config, checkpoint: PathLike, out: PathLike, options: Export
                     100 * result.size_bytes / source_size, checkpoint)
     else:
         result = export_graph(net, cfg, out, options)
-        logger.info("%s written: %s, %.1f MB, input %s, output stride %d, %.1f s", result.fmt, result.path,
-                    result.size_bytes / 1e6, "x".join(map(str, result.input_shape)), result.output_stride,
-                    result.seconds)
+        logger.info("%s %s written: %s, %.1f MB, input %s, output stride %d, %.1f s", result.fmt, options.precision,
+                    result.path, result.size_bytes / 1e6, "x".join(map(str, result.input_shape)),
+                    result.output_stride, result.seconds)
     return result
