@@ -1,8 +1,8 @@
 """Deployment runtimes side by side: speed at batch 1, peak memory, file size and mIoU, one row per runtime.
 
 For one config + checkpoint: the network is exported once to ONNX (float32, verified against MindSpore), then
-converted to fp16 and int8 (calibrated on --calib-list, checked against float32: the "agree" column), exactly as
-``tools/export.py --precision`` does. Rows: MindSpore FP32 (the checkpoint), onnxruntime FP32 / FP16 / INT8 and,
+converted to fp16 and int8 (calibrated on --calib-list, checked against float32: the "agree" column) with the
+converters ``tools/export.py --precision`` uses, but without its --min-agreement refusal: every figure is reported. Rows: MindSpore FP32 (the checkpoint), onnxruntime FP32 / FP16 / INT8 and,
 with --torch-python, PyTorch FP32 eager of the same architecture (``torch_worker.py``, its own random weights:
 speed only). Each speed figure comes from a fresh process pinned to --threads cores; the rows alternate
 (A, B, C, ..., A, B, C, ... --repeats times, medians reported), so a change of machine load hits every row alike.
