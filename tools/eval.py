@@ -15,12 +15,13 @@ from typing import Optional, Sequence
 
 from deeplabv3.cli import add_config_arguments, config_from_args, run_tool
 from deeplabv3.evaluation.evaluator import run_evaluation
+from deeplabv3.evaluation.runners import add_backend_arguments, check_backend_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_config_arguments(parser)
-    parser.add_argument("--checkpoint", required=True, metavar="CKPT", help="network weights (.ckpt)")
+    add_backend_arguments(parser)
     parser.add_argument("--out", metavar="JSON", default=None,
                         help="results file (default: <runtime.work_dir>/eval_results.json)")
     parser.add_argument("--show-dir", metavar="DIR", default=None,
@@ -29,8 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    run_evaluation(config_from_args(args), args.checkpoint, args.out, args.show_dir, args.verbose)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    check_backend_arguments(parser, args)
+    run_evaluation(config_from_args(args), args.checkpoint, args.out, args.show_dir, args.verbose, args.backend,
+                   args.model, args.threads)
     return 0
 
 

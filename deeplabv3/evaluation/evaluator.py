@@ -22,14 +22,14 @@ from mindspore import nn
 from ..config import Config, ConfigError, to_dict
 from ..data.io import DataError, read_image, read_label
 from ..data.lists import read_pairs, shard_indices
-from ..models import output_stride_of
 from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
 from ..visualization import full_palette, save_image, save_mask, side_by_side
 from .metrics import ConfusionMatrix
-from .predictor import Predictor, load_eval_network
+from .predictor import Predictor, Runner
 from .report import format_results, per_class_rows, to_percent, write_results
+from .runners import build_runner
 
 PathLike = Union[str, os.PathLike]
 ReduceFn = Callable[[np.ndarray], np.ndarray]
@@ -102,15 +102,17 @@ def _reduce(matrix: ConfusionMatrix, num_images: int, reduce_fn: Optional[Reduce
     return ConfusionMatrix(n, matrix.ignore_label, total[:-1].reshape(n, n)), int(total[-1])
 
 
-def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, reduce_fn: Optional[ReduceFn] = None,
-             show_dir: Optional[PathLike] = None, progress: bool = True) -> Dict[str, Any]:
+def evaluate(net: Union[nn.Cell, Runner], cfg: Config, rank: int = 0, world_size: int = 1,
+             reduce_fn: Optional[ReduceFn] = None, show_dir: Optional[PathLike] = None,
+             progress: bool = True) -> Dict[str, Any]:
     """Evaluate ``net`` on ``cfg.data.eval.list``; this rank's shard, summed across ranks with ``reduce_fn``.
 
     ``reduce_fn(np.ndarray) -> np.ndarray`` is an all-reduce sum (``None``: a single process); every rank must
     call :func:`evaluate`. Returns figures in percent (``aAcc``, ``mIoU``, ``mAcc``, ``fwIoU``, ``per_class``),
     the confusion matrix, ``num_images``, the effective ``settings`` and this rank's ``timing``. ``show_dir``
     receives each image's palette prediction and a comparison picture. ``settings.output_stride`` records the
-    stride ``net`` runs at (:func:`~deeplabv3.models.output_stride_of`). ``net`` is left in inference mode.
+    stride ``net`` runs at (:func:`~deeplabv3.models.output_stride_of`). ``net`` is left in inference mode; it may
+    also be a runner over exported files (:class:`~deeplabv3.evaluation.runners.OnnxRunner`).
     """
     logger = get_logger()
     pairs = eval_pairs(cfg)
@@ -140,11 +142,11 @@ def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, redu
     seconds = time.perf_counter() - start
 
     total, num_images = _reduce(matrix, len(indices), reduce_fn)
-    return _results(total, num_images, cfg, predictor, world_size, seconds, len(indices), output_stride_of(net))
+    return _results(total, num_images, cfg, predictor, world_size, seconds, len(indices))
 
 
 def _results(matrix: ConfusionMatrix, num_images: int, cfg: Config, predictor: Predictor, world_size: int,
-             seconds: float, local_images: int, output_stride: Optional[int]) -> Dict[str, Any]:
+             seconds: float, local_images: int) -> Dict[str, Any]:
     summary = matrix.summary()
     timer = predictor.timer.seconds
     return {
@@ -156,7 +158,7 @@ def _results(matrix: ConfusionMatrix, num_images: int, cfg: Config, predictor: P
         "num_images": num_images,
         "num_pixels": matrix.total,
         "confusion_matrix": matrix.matrix.tolist(),
-        "settings": {**predictor.settings(), "output_stride": output_stride,
+        "settings": {**predictor.settings(), "output_stride": predictor.runner.output_stride,
                      "list": str(Path(cfg.data.eval.list).resolve()), "ignore_label": cfg.data.ignore_label,
                      "world_size": world_size},
         "timing": {"seconds": seconds, "images": local_images,
@@ -169,20 +171,25 @@ def _results(matrix: ConfusionMatrix, num_images: int, cfg: Config, predictor: P
 # ------------------------------------------------------------------------------------------- tools/eval.py
 
 
-def run_evaluation(cfg: Config, checkpoint: PathLike, out: Optional[PathLike] = None,
-                   show_dir: Optional[PathLike] = None, verbose: bool = False) -> Optional[Dict[str, Any]]:
+def run_evaluation(cfg: Config, checkpoint: Optional[PathLike], out: Optional[PathLike] = None,
+                   show_dir: Optional[PathLike] = None, verbose: bool = False, backend: str = "mindspore",
+                   models: Sequence[PathLike] = (), threads: Optional[int] = None) -> Optional[Dict[str, Any]]:
     """``tools/eval.py``: every rank evaluates its shard; rank 0 prints the table and writes the results JSON.
 
-    Works as one process or under any launch :func:`~deeplabv3.distributed.init_distributed` recognises. Returns
-    the results on rank 0, ``None`` elsewhere.
+    Works as one process or under any launch :func:`~deeplabv3.distributed.init_distributed` recognises. The
+    network is the checkpoint's (``backend="mindspore"``) or exported ONNX files run by onnxruntime with
+    ``threads`` threads (``backend="onnxruntime"``, one file per input size). Returns the results on rank 0,
+    ``None`` elsewhere.
     """
     ctx = init_distributed(cfg)
     eval_pairs(cfg)  # a wrong list fails now, not after the network is built
     logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name="eval.log")
-    net, _ = load_eval_network(cfg, checkpoint)
+    net = build_runner(cfg, backend, checkpoint, models, threads)
     reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
     results = evaluate(net, cfg, ctx.rank, ctx.world_size, reduce_fn, show_dir)
     if ctx.is_main:
+        if backend != "mindspore":
+            results["model"] = [str(Path(m).resolve()) for m in models]
         out = Path(out) if out is not None else Path(cfg.runtime.work_dir) / "eval_results.json"
         write_results(out, results, checkpoint, to_dict(cfg))
         print(format_results(results), flush=True)

@@ -3,7 +3,12 @@
 Inputs are one image, a directory of images (not recursive, sorted by name) or a list file whose lines start with
 an image path (``<image> [<label>]``, relative to the list's directory, as the evaluation lists are written).
 Images of any size are accepted: inference follows the evaluation protocol (``eval.*``), and the output has the
-size of the input.
+size of the input. A video file or camera index goes to :mod:`~deeplabv3.evaluation.streams` instead.
+
+Images are read one batch at a time, so a folder of any length runs in bounded memory. ``summary.json`` is the
+completion marker: it is removed when a run starts and written last, listing every file written and every input
+skipped, so a directory without it is a run that did not finish. An input that cannot be decoded is skipped with
+a warning; the run goes on, names every skipped file at the end and exits with status 2.
 """
 from __future__ import annotations
 
@@ -18,9 +23,11 @@ from ..config import Config
 from ..data.io import DataError, read_image
 from ..progress import track
 from ..fileio import write_json_atomic
-from ..runtime import setup_runtime
+from ..runtime import get_logger, setup_runtime
 from ..visualization import full_palette, legend, overlay, present_classes, save_image, save_mask
-from .predictor import Predictor, load_eval_network
+from .predictor import Predictor
+from .runners import build_runner
+from .streams import check_video_output, chunked, is_stream, open_capture, predict_video
 
 PathLike = Union[str, os.PathLike]
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -89,21 +96,38 @@ def format_summary(per_image: Sequence[Dict[str, Any]], overall: Dict[str, Dict[
     return "\n".join(lines)
 
 
-def _batches(paths: Sequence[Path], batch_size: int) -> Iterator[List[Tuple[int, np.ndarray]]]:
-    for start in range(0, len(paths), batch_size):
-        yield [(i, read_image(paths[i])) for i in range(start, min(start + batch_size, len(paths)))]
+SUMMARY = "summary.json"
+
+
+class SkippedInputs(DataError):
+    """Some inputs could not be decoded; the others were predicted and summary.json lists both."""
+
+
+def _readable(paths: Sequence[Path], skipped: List[Dict[str, str]]) -> Iterator[Tuple[int, np.ndarray]]:
+    """``(index, image)`` of every decodable input; the others are logged and appended to ``skipped``."""
+    for i, path in enumerate(paths):
+        try:
+            yield i, read_image(path)
+        except DataError as exc:
+            get_logger().warning("skipping %s", exc)
+            skipped.append({"image": str(path), "error": str(exc)})
 
 
 def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLike, class_names: Sequence[str],
                    with_overlay: bool = False, progress: bool = True,
                    palette: Optional[np.ndarray] = None) -> Dict[str, Any]:
-    """Write ``<stem>.png`` (and ``<stem>_overlay.jpg``) per image; returns the summary written to summary.json."""
+    """Write ``<stem>.png`` (and ``<stem>_overlay.jpg``) per image; returns the summary written to summary.json.
+
+    Undecodable inputs are skipped and listed under ``skipped``; the caller decides what that means.
+    """
     out_dir = Path(out_dir)
+    (out_dir / SUMMARY).unlink(missing_ok=True)  # the completion marker of an earlier run
     names = output_names(paths)
     per_image: List[Dict[str, Any]] = []
+    skipped: List[Dict[str, str]] = []
 
     def predictions() -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-        for batch in _batches(paths, predictor.batch_size):
+        for batch in chunked(_readable(paths, skipped), predictor.batch_size):
             preds = predictor.predict_batch([image for _, image in batch])
             for (i, image), pred in zip(batch, preds):
                 yield i, image, pred
@@ -119,21 +143,43 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLik
             record["overlay"] = str(save_image(out_dir / f"{names[i]}_overlay.jpg",
                                                np.concatenate([picture, strip], axis=0)))
         per_image.append(record)
-    summary = {"images": per_image, "overall": summarize(per_image, class_names)}
-    write_json_atomic(out_dir / "summary.json", summary)
+    written = [Path(r[key]).name for r in per_image for key in ("mask", "overlay") if key in r]
+    summary = {"complete": True, "images": per_image, "overall": summarize(per_image, class_names),
+               "files": written, "skipped": skipped}
+    write_json_atomic(out_dir / SUMMARY, summary)
     return summary
 
 
-def run_prediction(cfg: Config, checkpoint: PathLike, source: PathLike, out_dir: PathLike,
-                   with_overlay: bool = False, verbose: bool = False) -> Dict[str, Any]:
-    """``tools/predict.py``: one process, masks for every input image, the class summary printed."""
+def run_prediction(cfg: Config, checkpoint: Optional[PathLike], source: PathLike, out_dir: Optional[PathLike],
+                   with_overlay: bool = False, verbose: bool = False, backend: str = "mindspore",
+                   models: Sequence[PathLike] = (), threads: Optional[int] = None,
+                   out_video: Optional[PathLike] = None) -> Dict[str, Any]:
+    """``tools/predict.py``: one process, masks for every input image, the class summary printed.
+
+    The network is the checkpoint's or exported ONNX files (see :func:`~.runners.build_runner`). A video or
+    camera ``source`` is written to ``out_video`` with every frame overlaid. Raises :class:`SkippedInputs`
+    (exit status 2) after writing everything else when some images could not be decoded.
+    """
+    if is_stream(source):
+        if out_video is None:
+            raise DataError(f"{source} is a video or camera: give --out-video OUT.mp4 for the overlaid frames")
+        check_video_output(out_video)
+        open_capture(source).release()  # a missing or unreadable video fails now, not after the network is built
+        setup_runtime(cfg, verbose=verbose, log_name=None)
+        predictor = Predictor(build_runner(cfg, backend, checkpoint, models, threads), cfg)
+        return predict_video(predictor, source, out_video, cfg.class_names, palette=full_palette(cfg.data.palette))
+    if out_dir is None:
+        raise DataError(f"{source}: images are written as masks: give --out-dir DIR (--out-video is for videos)")
     paths = collect_inputs(source)
     logger = setup_runtime(cfg, verbose=verbose, log_name=None)
-    net, _ = load_eval_network(cfg, checkpoint)
-    predictor = Predictor(net, cfg)
+    predictor = Predictor(build_runner(cfg, backend, checkpoint, models, threads), cfg)
     summary = predict_images(predictor, paths, out_dir, cfg.class_names, with_overlay,
                              palette=full_palette(cfg.data.palette))
     print(format_summary(summary["images"], summary["overall"]), flush=True)
-    logger.info("wrote %d mask(s) and summary.json to %s", len(paths), out_dir)
+    logger.info("wrote %d mask(s) and %s to %s", len(summary["images"]), SUMMARY, out_dir)
+    if summary["skipped"]:
+        listing = "\n".join(f"  {s['error']}" for s in summary["skipped"])
+        raise SkippedInputs(f"{len(summary['skipped'])} of {len(paths)} input(s) could not be decoded and were "
+                            f"skipped (the others are in {out_dir}, listed in {SUMMARY}):\n{listing}")
     return summary
 

@@ -13,6 +13,9 @@ Why it is organised this way:
   mode does not compile the network again for a new shape.
 * Softmax, the mirrored pass and the NHWC layout run inside the network (:class:`ProbabilityNet`), so the host
   only crops, resizes and adds float32 arrays with OpenCV.
+* The network is behind a *runner*: a callable from the normalised N x 3 x S x S batch to N x S x S x C
+  probabilities. A MindSpore network gets :class:`NetworkRunner`; an exported ONNX file gets
+  :class:`~deeplabv3.evaluation.runners.OnnxRunner`, so both go through exactly this protocol.
 * With ``eval.slide``, a scale whose ``L`` exceeds ``eval.slide_max_size`` is run as overlapping
   ``eval.tile_size`` tiles (``eval.tile_stride`` apart, averaged where they overlap), so large inputs fit in
   memory.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Optional, Protocol, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -33,7 +36,7 @@ import mindspore as ms
 from mindspore import nn, ops
 
 from ..config import Config, effective_output_stride, input_size
-from ..models import LoadReport, build_model, load_checkpoint
+from ..models import LoadReport, build_model, load_checkpoint, output_stride_of
 
 CV_MAX_CHANNELS = 512  # cv2.resize handles at most this many channels at once
 DEFAULT_ACCUMULATOR_BYTES = 1 << 30
@@ -90,6 +93,52 @@ class ProbabilityNet(nn.Cell):
         else:
             probs = ops.softmax(self.net(x), 1)
         return ops.transpose(probs, (0, 2, 3, 1))
+
+
+class Runner(Protocol):
+    """What :class:`Predictor` runs: normalised N x 3 x S x S float32 -> N x S x S x C float32 probabilities.
+
+    With flip, the runner adds the mirrored input's probabilities, mirrored back. ``output_stride`` is recorded
+    in the results (``None`` when unknown); ``check_sizes`` fails early for input sizes the runner cannot take.
+    """
+
+    output_stride: Optional[int]
+    backend: str
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def check_sizes(self, sizes: Sequence[int]) -> None: ...
+
+
+class NetworkRunner:
+    """A MindSpore network as a :class:`Runner` (any input size; graph mode compiles once per shape)."""
+
+    backend = "mindspore"
+
+    def __init__(self, net: nn.Cell, flip: bool) -> None:
+        net.set_train(False)
+        self.net = ProbabilityNet(net, flip)
+        self.net.set_train(False)
+        self.output_stride = output_stride_of(net)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.net(ms.Tensor(batch)).asnumpy()
+
+    def check_sizes(self, sizes: Sequence[int]) -> None:
+        """A network takes every size."""
+
+
+def normalized_batch(crops: Sequence[np.ndarray], batch_size: int, height: int, width: int, mean: np.ndarray,
+                     std: np.ndarray) -> np.ndarray:
+    """``batch_size x 3 x height x width`` float32: each BGR crop normalised, zero-padded bottom/right.
+
+    Rows past ``len(crops)`` stay blank; zero padding after normalisation is the reference's.
+    """
+    batch = np.zeros((batch_size, 3, height, width), dtype=np.float32)
+    for i, crop in enumerate(crops):
+        h, w = crop.shape[:2]
+        batch[i, :, :h, :w] = ((crop.astype(np.float32) - mean) / std).transpose(2, 0, 1)
+    return batch
 
 
 class StageTimer:
@@ -176,10 +225,13 @@ class Predictor:
     """Multi-scale / flip / sliding-window inference at original resolution (see the module docstring).
 
     ``net`` maps normalised BGR NCHW float32 to logits at the input size (``build_model``'s contract); it is put
-    in inference mode. Only ``cfg.eval``, ``cfg.data.mean/std`` and ``cfg.model.num_classes`` are read.
+    in inference mode. It may also be a :class:`Runner` (an exported file); the input sizes the protocol needs
+    are checked against it here, before any image is read. Only ``cfg.eval``, ``cfg.data.mean/std`` and
+    ``cfg.model.num_classes`` are read.
     """
 
-    def __init__(self, net: nn.Cell, cfg: Config, max_accumulator_bytes: int = DEFAULT_ACCUMULATOR_BYTES) -> None:
+    def __init__(self, net: Union[nn.Cell, Runner], cfg: Config,
+                 max_accumulator_bytes: int = DEFAULT_ACCUMULATOR_BYTES) -> None:
         ev = cfg.eval
         self.scales = [float(s) for s in ev.scales]
         self.flip = bool(ev.flip)
@@ -193,19 +245,28 @@ class Predictor:
         self.mean = np.asarray(cfg.data.mean, dtype=np.float32)
         self.std = np.asarray(cfg.data.std, dtype=np.float32)
         self.max_accumulator_bytes = max_accumulator_bytes
-        net.set_train(False)
-        self.net = ProbabilityNet(net, self.flip)
-        self.net.set_train(False)
+        self.runner: Runner = NetworkRunner(net, self.flip) if isinstance(net, nn.Cell) else net
+        self.runner.check_sizes(self.input_sizes())
         self.timer = StageTimer()
 
     # ------------------------------------------------------------------------------------------- public API
 
     def settings(self) -> Dict[str, object]:
         """The inference settings in effect (for results files)."""
-        return {"scales": self.scales, "flip": self.flip, "crop_size": self.crop_size,
+        return {"backend": self.runner.backend, "scales": self.scales, "flip": self.flip, "crop_size": self.crop_size,
                 "input_sizes": [input_size(self.crop_size, s) for s in self.scales], "batch_size": self.batch_size,
                 "slide": self.slide, "slide_max_size": self.slide_max_size, "tile_size": self.tile_size,
                 "tile_stride": self.tile_stride}
+
+    def input_sizes(self) -> List[int]:
+        """The square network input sizes the protocol runs at: one per scale, the tile size where it slides."""
+        sizes = []
+        for scale in self.scales:
+            size = input_size(self.crop_size, scale)
+            size = self.tile_size if self.slide and size > self.slide_max_size else size
+            if size not in sizes:
+                sizes.append(size)
+        return sizes
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Label map (``H x W``) of one ``H x W x 3`` uint8 BGR image."""
@@ -277,12 +338,7 @@ class Predictor:
         Rows past ``len(crops)`` stay blank (their outputs are ignored) so every call has the same shape.
         """
         with self.timer.stage("pre"):
-            batch = np.zeros((self.batch_size, 3, size, size), dtype=np.float32)
-            for i, crop in enumerate(crops):
-                h, w = crop.shape[:2]
-                normalised = (crop.astype(np.float32) - self.mean) / self.std
-                batch[i, :, :h, :w] = normalised.transpose(2, 0, 1)
-            tensor = ms.Tensor(batch)
+            batch = normalized_batch(crops, self.batch_size, size, size, self.mean, self.std)
         with self.timer.stage("net"):
-            return self.net(tensor).asnumpy()
+            return self.runner(batch)
 

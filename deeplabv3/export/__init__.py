@@ -14,15 +14,17 @@ Nothing reaches the requested path unverified: the file is written under a tempo
 forward pass; only a file within tolerance is renamed into place.
 
 Modules: ``options`` (the request and its checks), ``verify`` (running files, comparing outputs), ``resize``
-(the matrix form of the resize cells) and ``exporter`` (writing, verifying and publishing each format).
+(the matrix form of the resize cells), ``precision`` (fp16 and int8 ONNX files from the float32 one, checked
+against it) and ``exporter`` (writing, verifying and publishing each format).
 """
 from .exporter import ExportResult, export_graph, export_weights, run_export
-from .options import FORMATS, INPUT_FORMATS, OUTPUTS, ExportError, ExportOptions, require_onnx
+from .options import (CALIBRATION_METHODS, DEFAULT_AGREEMENT, FORMATS, INPUT_FORMATS, OUTPUTS, PRECISIONS, ExportError,
+                      ExportOptions, require_onnx)
 from .resize import matrix_resizes
 from .verify import Verification, VerificationError, compare, sample_input
 
 __all__ = [
-    "FORMATS", "INPUT_FORMATS", "OUTPUTS", "ExportError", "ExportOptions", "ExportResult", "Verification",
-    "VerificationError", "compare", "export_graph", "export_weights", "matrix_resizes", "require_onnx", "run_export",
+    "CALIBRATION_METHODS", "DEFAULT_AGREEMENT", "FORMATS", "INPUT_FORMATS", "OUTPUTS", "PRECISIONS", "ExportError",
+    "ExportOptions", "ExportResult", "Verification", "VerificationError", "compare", "export_graph", "export_weights", "matrix_resizes", "require_onnx", "run_export",
     "sample_input",
 ]

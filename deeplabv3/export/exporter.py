@@ -19,8 +19,9 @@ from ..evaluation.predictor import effective_output_stride, load_eval_network
 from ..fileio import temp_name
 from ..models import InferenceNet, build_model, load_checkpoint, save_weights
 from ..runtime import get_logger, setup_runtime
-from .options import (ExportError, ExportOptions, check_options, normalize_format, output_path, require_onnx,
-                      resolve_input_size)
+from .options import (DEFAULT_AGREEMENT, ExportError, ExportOptions, check_options, normalize_format, output_path,
+                      require_onnx, resolve_input_size)
+from .precision import argmax_agreement, calibration_batches, convert
 from .resize import matrix_resizes
 from .verify import RUNNERS, Verification, VerificationError, compare, measure_rounding_noise, sample_input
 
@@ -54,7 +55,7 @@ def _write_graph(net: nn.Cell, staged: Path, options: ExportOptions, input_shape
         ms.export(InferenceNet(net, options.output, nhwc), dummy, file_name=str(staged), file_format="MINDIR")
 
 
-def _describe_onnx(path: Path, cfg: Config, options: ExportOptions) -> None:
+def _describe_onnx(path: Path, cfg: Config, options: ExportOptions, output_stride: int) -> None:
     """Name the ONNX input ``image`` and the output after what it holds, and record the preprocessing contract.
 
     MindSpore names them after its internal nodes (``x``, ``8-Default/...``); deployment code reads these names
@@ -75,7 +76,8 @@ def _describe_onnx(path: Path, cfg: Config, options: ExportOptions) -> None:
     metadata = {
         "input_layout": options.input_format, "channel_order": "BGR",
         "mean": ",".join(map(str, cfg.data.mean)), "std": ",".join(map(str, cfg.data.std)),
-        "output": options.output, "class_names": ",".join(cfg.class_names),
+        "output": options.output, "class_names": ",".join(cfg.class_names), "output_stride": str(output_stride),
+        "precision": "fp32",
     }
     for key, value in metadata.items():
         entry = model.metadata_props.add()
@@ -105,17 +107,25 @@ def _make_regular(path: Path) -> None:
     os.chmod(path, mode | stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
 
 
-def _publish(staged: Path, path: Path, verification: Verification, what: str) -> None:
-    """Move a verified file into place atomically; a failed verification raises and leaves ``path`` untouched."""
+def _check(verification: Verification, path: Path, what: str) -> None:
+    """Raise :class:`VerificationError` (naming ``path``, which stays untouched) unless ``verification`` passed."""
     if verification.passed:
-        os.replace(staged, path)
         return
     message = f"{what} does not match the network: {verification.summary()}; nothing was written to {path}."
     if verification.within_rounding_noise:
         flag = "--min-agreement" if verification.agreement is not None else "--atol"
         message += (f" The difference is of the size float32 rounding causes in this network (its kernels sum in "
                     f"another order), not an export error: a looser {flag} accepts the file")
+    if verification.output == "argmax":
+        message += (" More calibration images (--calib-images), another --calib-method, or fp16 may keep more of "
+                    "the float32 result; a lower --min-agreement or --force writes this file anyway")
     raise VerificationError(message)
+
+
+def _publish(staged: Path, path: Path, verification: Verification, what: str) -> None:
+    """Move a verified file into place atomically; a failed verification raises and leaves ``path`` untouched."""
+    _check(verification, path, what)
+    os.replace(staged, path)
 
 
 def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOptions) -> ExportResult:
@@ -123,7 +133,9 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
     it to ``out``.
 
     Raises :class:`VerificationError` (and writes nothing) when the file's output differs from the network's
-    beyond ``options.atol`` (``options.min_agreement`` of pixels for labels).
+    beyond ``options.atol`` (``options.min_agreement`` of pixels for labels). With ``options.precision`` fp16 or
+    int8, the verified float32 ONNX file is converted and the converted one is written if its argmax agrees with
+    the float32 file on the calibration images (:mod:`~deeplabv3.export.precision`).
     """
     options = dataclasses.replace(options, fmt=normalize_format(options.fmt))
     if options.fmt not in RUNNERS:
@@ -150,14 +162,43 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
         _write_graph(net, staged, options, graph_sample.shape)
         _make_regular(staged)
         if options.fmt == "ONNX":
-            _describe_onnx(staged, cfg, options)
+            _describe_onnx(staged, cfg, options, net.output_stride)
+        fp32_agreement = options.required_agreement if options.precision == "fp32" else DEFAULT_AGREEMENT["fp32"]
         verification = compare(options.output, RUNNERS[options.fmt](staged, graph_sample), reference,
-                               options.atol, options.min_agreement, noise)
+                               options.atol, fp32_agreement, noise)
         logger.info("verified with %s: %s", "onnxruntime" if options.fmt == "ONNX" else "mindspore.load + GraphCell",
                     verification.summary())
-        _publish(staged, path, verification, f"the exported {options.fmt} file")
+        if options.precision == "fp32":
+            _publish(staged, path, verification, f"the exported {options.fmt} file")
+        else:
+            _check(verification, path, "the float32 ONNX file")
+            verification = _reduce_precision(staged, path, cfg, options, graph_sample)
     return ExportResult(path, options.fmt, tuple(graph_sample.shape), net.output_stride, verification,
                         path.stat().st_size, time.perf_counter() - start)
+
+
+def _reduce_precision(fp32: Path, path: Path, cfg: Config, options: ExportOptions,
+                      sample: np.ndarray) -> Verification:
+    """Convert the verified float32 file to ``options.precision``, check its argmax against it, publish it."""
+    logger = get_logger()
+    batches = calibration_batches(cfg, options, sample.shape[-2 if options.input_format == "NCHW" else 1],
+                                  sample.shape[-1 if options.input_format == "NCHW" else 2], sample)
+    images = sum(len(valid) for _, valid in batches)
+    source = f"{images} calibration image(s)" if options.calib_list else "the sample input"
+    logger.info("converting to %s%s", options.precision,
+                f" ({options.calib_method} calibration on {source})" if options.precision == "int8" else "")
+    with _staging(path.with_name(f"{path.stem}.{options.precision}{path.suffix}")) as staged:
+        convert(fp32, staged, options, batches)
+        agreement = argmax_agreement(fp32, staged, batches, options.output)
+        verification = Verification("argmax", agreement >= options.required_agreement or options.force,
+                                    agreement=agreement, tolerance=options.required_agreement,
+                                    reference=f"the float32 network on {source}")
+        print(f"{options.precision}: {100 * agreement:.2f}% of the pixels of {source} get the float32 network's "
+              f"class (required {100 * options.required_agreement:.2f}%)", flush=True)
+        if agreement < options.required_agreement and options.force:
+            logger.warning("writing the %s file below the required agreement (--force)", options.precision)
+        _publish(staged, path, verification, f"the {options.precision} ONNX file")
+    return verification
 
 
 def export_weights(net: nn.Cell, cfg: Config, out: PathLike) -> ExportResult:
@@ -206,7 +247,7 @@ def run_export(cfg: Config, checkpoint: PathLike, out: PathLike, options: Export
                     100 * result.size_bytes / source_size, checkpoint)
     else:
         result = export_graph(net, cfg, out, options)
-        logger.info("%s written: %s, %.1f MB, input %s, output stride %d, %.1f s", result.fmt, result.path,
-                    result.size_bytes / 1e6, "x".join(map(str, result.input_shape)), result.output_stride,
-                    result.seconds)
+        logger.info("%s %s written: %s, %.1f MB, input %s, output stride %d, %.1f s", result.fmt, options.precision,
+                    result.path, result.size_bytes / 1e6, "x".join(map(str, result.input_shape)),
+                    result.output_stride, result.seconds)
     return result

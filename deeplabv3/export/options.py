@@ -16,6 +16,10 @@ PathLike = Union[str, os.PathLike]
 SUFFIXES: Dict[str, str] = {"MINDIR": ".mindir", "ONNX": ".onnx", "CKPT": ".ckpt"}
 FORMATS = tuple(SUFFIXES)
 INPUT_FORMATS = ("NCHW", "NHWC")
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIBRATION_METHODS = ("MinMax", "Entropy", "Percentile")
+# Default --min-agreement: float32 labels must match the network; reduced precision must keep the float32 argmax.
+DEFAULT_AGREEMENT = {"fp32": 0.999, "fp16": 0.99, "int8": 0.95}
 
 
 class ExportError(UserError, ValueError):
@@ -24,7 +28,13 @@ class ExportError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to export. ``input_size`` is (H, W); ``None`` means ``eval.crop_size`` (MINDIR only)."""
+    """What to export. ``input_size`` is (H, W); ``None`` means ``eval.crop_size`` (MINDIR only).
+
+    ``precision`` other than fp32 (ONNX only) converts the verified float32 file; int8 is calibrated on the first
+    ``calib_images`` images of ``calib_list`` with ``calib_method``. ``min_agreement`` (default by precision,
+    :data:`DEFAULT_AGREEMENT`) is the share of pixels whose class must match the float32 network; ``force``
+    writes a file below it anyway.
+    """
 
     fmt: str
     input_size: Optional[Tuple[int, int]] = None
@@ -32,7 +42,16 @@ class ExportOptions:
     output: str = "probs"
     input_format: str = "NCHW"
     atol: float = 1e-4
-    min_agreement: float = 0.999
+    min_agreement: Optional[float] = None
+    precision: str = "fp32"
+    calib_list: Optional[str] = None
+    calib_images: int = 32
+    calib_method: str = "MinMax"
+    force: bool = False
+
+    @property
+    def required_agreement(self) -> float:
+        return DEFAULT_AGREEMENT[self.precision] if self.min_agreement is None else self.min_agreement
 
 
 def normalize_format(fmt: str) -> str:
@@ -82,9 +101,28 @@ def check_options(options: ExportOptions) -> None:
         raise ExportError(f"input format {options.input_format!r} is not one of {', '.join(INPUT_FORMATS)}")
     if options.batch_size < 1:
         raise ExportError(f"batch size {options.batch_size} must be at least 1")
-    if options.atol < 0 or not 0.0 <= options.min_agreement <= 1.0:
+    if options.precision not in PRECISIONS:
+        raise ExportError(f"precision {options.precision!r} is not one of {', '.join(PRECISIONS)}")
+    if options.atol < 0 or not 0.0 <= options.required_agreement <= 1.0:
         raise ExportError(f"tolerances must be atol >= 0 and 0 <= min_agreement <= 1, got atol={options.atol}, "
                           f"min_agreement={options.min_agreement}")
+    check_precision(options)
+
+
+def check_precision(options: ExportOptions) -> None:
+    """fp16 and int8 are ONNX conversions; int8 needs real calibration images."""
+    if options.precision == "fp32":
+        return
+    if options.fmt != "ONNX":
+        raise ExportError(f"--precision {options.precision} converts ONNX files; use --format ONNX (MINDIR and "
+                          f"CKPT are written in float32)")
+    if options.calib_method not in CALIBRATION_METHODS:
+        raise ExportError(f"calibration method {options.calib_method!r} is not one of {', '.join(CALIBRATION_METHODS)}")
+    if options.calib_images < 1:
+        raise ExportError(f"--calib-images must be at least 1, got {options.calib_images}")
+    if options.precision == "int8" and options.calib_list is None:
+        raise ExportError("int8 export calibrates the activation ranges on real images: give --calib-list LIST (an "
+                          "image list such as data.eval.list, a folder of images or one image) and --calib-images N")
 
 
 def output_path(out: PathLike, fmt: str) -> Path:

@@ -41,6 +41,7 @@ class Verification:
     agreement: Optional[float] = None
     tolerance: float = 0.0
     rounding_noise: Optional[float] = None
+    reference: str = "the network"
 
     @property
     def within_rounding_noise(self) -> bool:
@@ -52,7 +53,7 @@ class Verification:
 
     def summary(self) -> str:
         if self.agreement is not None:
-            text = (f"{self.output}: {100 * self.agreement:.4f}% of pixels agree with the network "
+            text = (f"{self.output}: {100 * self.agreement:.4f}% of pixels agree with {self.reference} "
                     f"(required {100 * self.tolerance:.4f}%)")
             noise = None if self.rounding_noise is None else f"{100 * self.rounding_noise:.4f}% of its labels"
         else:
@@ -77,12 +78,17 @@ def run_mindir(path: PathLike, x: np.ndarray) -> np.ndarray:
     return graph(ms.Tensor(x)).asnumpy()
 
 
-def run_onnx(path: PathLike, x: np.ndarray) -> np.ndarray:
-    """Run an ONNX file with onnxruntime on the CPU."""
+def onnx_session(path: PathLike):
+    """An onnxruntime CPU session of an ONNX file."""
     require_onnx()
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: PathLike, x: np.ndarray) -> np.ndarray:
+    """Run an ONNX file with onnxruntime on the CPU."""
+    session = onnx_session(path)
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
