@@ -34,6 +34,32 @@ class _RankFilter(logging.Filter):
         return True
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that a full or read-only disk silences (said once on stderr) instead of a traceback per line:
+    the console still gets every line, and the fault itself is reported by whatever write stops the run."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if self.level < logging.CRITICAL + 1:
+            print(f"warning: cannot write the log file {self.baseFilename} ({exc.strerror}); the console keeps "
+                  f"logging", file=sys.stderr)
+            self.setLevel(logging.CRITICAL + 1)
+
+
+def log_to_files(level: int, message: str, exc_info: bool = False) -> None:
+    """Record ``message`` in the project's log files only (the console has already shown it)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, (), sys.exc_info() if exc_info else None)
+    for flt in logger.filters:
+        flt.filter(record)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def get_logger() -> logging.Logger:
     """The project logger; before :func:`configure_logging` it prints to stderr with rank 0."""
     logger = logging.getLogger(LOGGER_NAME)
@@ -60,7 +86,7 @@ def configure_logging(rank: int = 0, level: str = "INFO", log_file: Optional[os.
         handlers.append(logging.StreamHandler(sys.stderr))
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers.append(_LogFile(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)

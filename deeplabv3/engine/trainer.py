@@ -8,6 +8,10 @@ Work directory (``runtime.work_dir``, written by rank 0)::
     checkpoints/       step_<step>.ckpt, the newest train.keep_checkpoint_max kept
     last_checkpoint    the relative path of the newest complete checkpoint (what --resume continues from)
     best.ckpt          weights at the best periodic evaluation (mIoU)
+    .lock              held (``fcntl.flock``) for the whole run: a second run in the directory stops, naming it
+
+Evaluation and prediction may write into a running training's work dir (``eval.log``, ``eval_results.json``,
+masks), never over the files above (:func:`refuse_run_file`).
 
 Steps and epochs
     A step is one optimizer update over ``train.grad_accum_steps`` batches. The data stream runs on across epoch
@@ -45,8 +49,9 @@ from ..data.pipeline import build_train_dataset, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
 from ..runtime import setup_runtime
-from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
-                            restore_parameters, save_best, save_training_checkpoint)
+from ..workdir import TRAIN_LOCK, FileSystemError, hold
+from .checkpointing import (BEST, POINTER, checkpoint_dir, latest_checkpoint, periodic_checkpoints,
+                            remove_stale_temp_files, restore_parameters, save_best, save_training_checkpoint)
 from ..distributed import init_distributed
 from .loop_state import LoopState
 from .losses import build_loss
@@ -57,6 +62,9 @@ from .train_step import TrainStep, apply_amp, freeze_batchnorm
 
 LATEST = "latest"
 EVAL_METRIC = "mIoU"
+CONFIG_NAME = "config.yaml"
+LOG_NAME = "train.log"
+RUN_FILES = (CONFIG_NAME, LOG_NAME, METRICS, POINTER, BEST, TRAIN_LOCK)
 
 
 @dataclass
@@ -102,6 +110,17 @@ def _initial_weights(net: nn.Cell, cfg: Config, logger: Any) -> None:
         load_checkpoint(net, model.pretrained_backbone, strict=True)
     else:
         logger.warning("training from random initialisation (no model.pretrained_backbone or model.init_checkpoint)")
+
+
+def refuse_run_file(path: Path, flag: str) -> None:
+    """Stop another tool's output (``flag`` names its option) from replacing a file of a training's work dir."""
+    path = Path(path).resolve()
+    for work_dir in (path.parent, path.parent.parent):
+        if not (work_dir / TRAIN_LOCK).is_file():
+            continue
+        if (path.parent == work_dir and path.name in RUN_FILES) or path.parent == checkpoint_dir(work_dir):
+            raise FileSystemError(f"{flag} {path} is a file of the training run in {work_dir}; writing it would "
+                                  f"corrupt that run: choose another name")
 
 
 def resolve_resume(resume: Optional[str], work_dir: Path) -> Optional[Path]:
@@ -303,14 +322,18 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
     check_training(cfg)
     ctx = init_distributed(cfg)
     work_dir = Path(cfg.runtime.work_dir)
+    if ctx.is_main and work_dir.exists():
+        hold(work_dir)  # a run still in it is named before its files are looked at
     resume_path = resolve_resume(resume, work_dir)
     if resume_path is None and periodic_checkpoints(work_dir):
         raise CheckpointError(f"{work_dir} holds checkpoints of an earlier run; continue it with --resume, or train "
                               f"into another --work-dir (or delete {checkpoint_dir(work_dir)})")
-    logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name="train.log")
     if ctx.is_main:
-        save_config(cfg, work_dir / "config.yaml")
-        logger.info("effective config (saved to %s):\n%s", work_dir / "config.yaml", dump_yaml(cfg).rstrip())
+        hold(work_dir)
+    logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name=LOG_NAME)
+    if ctx.is_main:
+        save_config(cfg, work_dir / CONFIG_NAME)
+        logger.info("effective config (saved to %s):\n%s", work_dir / CONFIG_NAME, dump_yaml(cfg).rstrip())
         for warning in config_warnings(cfg):
             logger.warning(warning)
         for path in remove_stale_temp_files(work_dir):
@@ -323,4 +346,4 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
     return result
 
 
-__all__ = ["train", "Trainer", "TrainResult", "LATEST", "resolve_resume", "StopSignals"]
+__all__ = ["train", "Trainer", "TrainResult", "LATEST", "resolve_resume", "refuse_run_file", "StopSignals"]

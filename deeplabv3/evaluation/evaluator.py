@@ -27,6 +27,7 @@ from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
 from ..visualization import save_image, save_mask, side_by_side
+from ..workdir import EVAL_LOCK, ensure_writable_dir, ensure_writable_file, hold
 from .metrics import ConfusionMatrix
 from .predictor import Predictor, load_eval_network
 from .report import format_results, per_class_rows, to_percent, write_results
@@ -176,14 +177,22 @@ def run_evaluation(cfg: Config, checkpoint: PathLike, out: Optional[PathLike] = 
     Works as one process or under any launch :func:`~deeplabv3.distributed.init_distributed` recognises. Returns
     the results on rank 0, ``None`` elsewhere.
     """
+    from ..engine.trainer import refuse_run_file
+
     ctx = init_distributed(cfg)
     eval_pairs(cfg)  # a wrong list fails now, not after the network is built
+    out = Path(out) if out is not None else Path(cfg.runtime.work_dir) / "eval_results.json"
+    if ctx.is_main:  # an unwritable output fails now, not after the evaluation
+        refuse_run_file(out, "--out")
+        ensure_writable_file(out, "--out")
+        if show_dir is not None:
+            ensure_writable_dir(show_dir, "--show-dir")
+        hold(cfg.runtime.work_dir, EVAL_LOCK, "evaluation")  # eval.log and the default results are its own
     logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name="eval.log")
     net, _ = load_eval_network(cfg, checkpoint)
     reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
     results = evaluate(net, cfg, ctx.rank, ctx.world_size, reduce_fn, show_dir)
     if ctx.is_main:
-        out = Path(out) if out is not None else Path(cfg.runtime.work_dir) / "eval_results.json"
         write_results(out, results, checkpoint, to_dict(cfg))
         print(format_results(results), flush=True)
         t = results["timing"]
