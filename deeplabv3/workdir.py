@@ -91,8 +91,8 @@ def ensure_writable_dir(directory: PathLike, what: str) -> Path:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
-    except OSError as exc:
-        raise file_system_error(exc, directory, what) from None
+    except OSError as exc:  # named after the directory, not the probe file inside it
+        raise file_system_error(OSError(exc.errno, exc.strerror), directory, what) from None
     return directory
 
 

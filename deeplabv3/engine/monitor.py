@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import numpy as np
 
 from ..fileio import write_text_atomic
+from ..workdir import file_system_error
 from ..visualization import METRICS
 from ..progress import format_duration
 from .train_step import StepStats
@@ -96,13 +97,20 @@ class TrainMonitor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stack.close()
+        try:
+            self._stack.close()
+        except OSError as error:  # the last records could not be flushed (a full disk)
+            if exc[0] is None:
+                raise file_system_error(error, self.path) from None
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one JSON record to ``metrics.jsonl`` (rank 0)."""
         if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(record) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise file_system_error(exc, self.path) from None
 
     def step(self, step: int, stats: StepStats, lr: float, step_time: float, data_time: float,
              skipped_steps: int, graphs: int = 0) -> None:

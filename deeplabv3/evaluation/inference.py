@@ -18,6 +18,7 @@ from ..config import Config
 from ..data.io import DataError, read_image
 from ..progress import track
 from ..fileio import write_json_atomic
+from ..workdir import ensure_writable_dir
 from ..runtime import setup_runtime
 from ..visualization import legend, overlay, present_classes, save_image, save_mask
 from .predictor import Predictor, load_eval_network
@@ -127,6 +128,7 @@ def run_prediction(cfg: Config, checkpoint: PathLike, source: PathLike, out_dir:
                    with_overlay: bool = False, verbose: bool = False) -> Dict[str, Any]:
     """``tools/predict.py``: one process, masks for every input image, the class summary printed."""
     paths = collect_inputs(source)
+    ensure_writable_dir(out_dir, "--out-dir")  # before the network is built and the images are read
     logger = setup_runtime(cfg, verbose=verbose, log_name=None)
     net, _ = load_eval_network(cfg, checkpoint)
     predictor = Predictor(net, cfg)

@@ -31,7 +31,7 @@ import numpy as np
 from mindspore import nn
 
 from ..errors import UserError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, file_mode
 from ..runtime import get_logger
 
 PathLike = Union[str, os.PathLike]
@@ -108,6 +108,9 @@ def read_checkpoint(path: PathLike) -> Dict[str, Union[np.ndarray, str]]:
     Training checkpoints come back whole, optimizer state and loop counters included, for a resume to use.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; give a .ckpt file in it, e.g. "
+                              f"{path / 'best.ckpt'} or a file of {path / 'checkpoints'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path (relative paths start from the "
                               f"current directory {Path.cwd()})")
@@ -281,10 +284,12 @@ def save_checkpoint_atomic(obj: Union[nn.Cell, List[Dict[str, Any]]], path: Path
         staged = tmp.with_name(tmp.name + ".ckpt")
         try:
             ms.save_checkpoint(obj, str(staged), append_dict=append_dict)
+            os.chmod(staged, file_mode())  # MindSpore makes its files read-only for the owner alone
             os.replace(staged, tmp)
         finally:
-            if staged.exists():
-                staged.unlink()
+            for leftover in (staged, staged.with_suffix(".tmp")):  # MindSpore writes <name>.tmp, then renames
+                if leftover.exists():
+                    leftover.unlink()
     return path
 
 
