@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import REPO, TINY_MODEL, run_tool
+from deeplabv3.fileio import file_mode
 from engine_helpers import run_overrides, write_training_set
 
 
@@ -60,6 +61,9 @@ def resume_for_two_more_steps(config, overrides, work):
                                 f"train.max_steps={stopped + 2}"], timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"at step {stopped} " in result.stderr
+    resumed = next(line for line in result.stderr.splitlines() if "resumed from" in line)
+    assert "ignored" not in result.stderr and "not used" not in resumed, resumed
+    assert "restored 117 network tensors, 74 optimizer and loss-scale tensors" in resumed, resumed
     return stopped
 
 
@@ -112,6 +116,8 @@ def test_a_second_run_in_a_busy_work_dir_exits_2_naming_the_holder(data, weights
         first.wait(timeout=60)
     steps = steps_logged(work)
     assert steps == list(range(1, len(steps) + 1)) and len(steps) >= 12
+    for checkpoint in (work / "checkpoints").iterdir():  # the umask's mode, as for every other file
+        assert checkpoint.stat().st_mode & 0o777 == file_mode(), (checkpoint, oct(checkpoint.stat().st_mode))
 
     # The kernel released the SIGKILLed holder's lock: the run continues in the same directory.
     resume_for_two_more_steps(config, overrides, work)
@@ -180,6 +186,17 @@ def test_file_system_faults_are_named_before_any_work(data, weights, tmp_path, r
     predict = ["--config", config, "--checkpoint", weights, "--input", val_list, "--out-dir", a_file, "--set",
                *TINY_MODEL]
     assert f"--out-dir {a_file} is a file, not a directory" in error_of(run_tool("predict", predict, timeout=120))
+
+
+def test_a_missing_mindrecord_is_recorded_in_train_log(data, tmp_path):
+    mindrecord, _, config = data
+    work = tmp_path / "work"
+    missing = tmp_path / "missing.mindrecord0"
+    message = error_of(run_tool("train", ["--config", config, "--set", *run_overrides(mindrecord, work, 2),
+                                          f"data.train.mindrecord={missing}"]))
+    assert f"error: MindRecord not found: {missing}" in message
+    log = (work / "train.log").read_text(encoding="utf-8")
+    assert f"ERROR error: MindRecord not found: {missing}" in log, log[-2000:]
 
 
 def test_a_checkpoint_folder_that_is_a_file_stops_the_run_with_exit_2(data, tmp_path):

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -186,9 +186,10 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         entries = read_checkpoint(path)
         self.state = LoopState.from_entries(entries, str(path))
-        load_params(self.net, entries, strict=True, source=str(path))
+        report = load_params(self.net, entries, strict=True, source=str(path), log_summary=False)
         net_names = {p.name for p in self.net.get_parameters()}
-        restore_parameters([p for p in self.checkpoint_params if p.name not in net_names], entries, str(path))
+        training_state = [p for p in self.checkpoint_params if p.name not in net_names]
+        restore_parameters(training_state, entries, str(path))
         if self.state.data_batch >= self.batches_per_epoch:
             self.logger.warning("the checkpoint's data position (batch %d of epoch %d) is past this configuration's "
                                 "%d batches per epoch (batch size or rank count changed): continuing at the start "
@@ -199,8 +200,13 @@ class Trainer:
         if self.state.step > self.total_steps:
             raise CheckpointError(f"{path} is at step {self.state.step}, beyond this run's {self.total_steps} steps; "
                                   f"raise train.max_steps / train.epochs to continue it")
-        self.logger.info("resumed from %s at step %d (epoch %d, batch %d of the data stream)", path,
-                         self.state.step, self.state.data_epoch, self.state.data_batch)
+        used = {*report.loaded, *(p.name for p in training_state), *self.state.entries()}
+        unused = sorted(name for name in entries if name not in used)
+        self.logger.info("resumed from %s at step %d (epoch %d, batch %d of the data stream): restored %d network "
+                         "tensors, %d optimizer and loss-scale tensors (momenta, LR step, scale) and the loop "
+                         "state (%s)%s", path, self.state.step, self.state.data_epoch, self.state.data_batch,
+                         len(report.loaded), len(training_state), ", ".join(asdict(self.state)),
+                         f"; not used: {', '.join(unused)}" if unused else "")
 
     def _batches(self) -> Iterator[Tuple[ms.Tensor, ms.Tensor]]:
         cfg, ctx = self.cfg, self.ctx

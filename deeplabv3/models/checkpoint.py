@@ -213,11 +213,12 @@ def _mismatch_error(source: str, source_format: str, missing: List[str], unexpec
 
 
 def load_params(net: nn.Cell, entries: Mapping[str, Any], strict: bool = True, ignore_head_mismatch: bool = False,
-                source: str = "parameters") -> LoadReport:
+                source: str = "parameters", log_summary: bool = True) -> LoadReport:
     """Load named arrays (any known naming variant) into ``net``; see :func:`load_checkpoint`.
 
     ``entries`` may also be another network's parameters, ``{p.name: p for p in other.get_parameters()}``, e.g.
-    to evaluate a network at another output stride.
+    to evaluate a network at another output stride. ``log_summary=False`` leaves the summary line to a caller
+    that uses the rest of the entries (a resume restores the optimizer state this load ignores).
     """
     normalized = normalize_names(entries)
     params = normalized.params
@@ -253,7 +254,8 @@ def load_params(net: nn.Cell, entries: Mapping[str, Any], strict: bool = True, i
     if missing or unexpected:
         logger.warning("%s: non-strict load; %d network tensors missing (%s), %d checkpoint tensors unused (%s)",
                        source, len(missing), _first(missing), len(unexpected), _first(unexpected))
-    logger.info(report.summary())
+    if log_summary:
+        logger.info(report.summary())
     return report
 
 
