@@ -170,11 +170,13 @@ class TrainMonitor:
             last.loss, mean_loss, last.scale, f" | {skipped_steps} skipped" if skipped_steps else "", step_time,
             data_time, record["images_per_sec"], format_duration(eta), record["peak_rss_mb"])
 
-    def evaluation(self, step: int, results: Mapping[str, Any], best: Optional[float]) -> None:
-        """Log and record an evaluation's headline figures."""
+    def evaluation(self, step: int, results: Mapping[str, Any], best: Optional[float], graphs: int = 0) -> None:
+        """Log and record an evaluation's headline figures, the peak memory after it and ``graphs``, the graphs
+        the periodic evaluation has compiled so far (constant after the first one when nothing recompiles)."""
         figures = {k: results[k] for k in ("mIoU", "mAcc", "aAcc", "fwIoU") if k in results}
         if self.is_main:
-            self.write({"type": "eval", "step": step, **figures, "best_mIoU": best, "time": time.time()})
+            self.write({"type": "eval", "step": step, **figures, "best_mIoU": best, "graphs": graphs,
+                        "peak_rss_mb": peak_rss_mb(), "time": time.time()})
             shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items() if v is not None)
             self.logger.info("evaluation at step %d: %s (best mIoU %.2f)", step, shown, best if best is not None
                              else float("nan"))

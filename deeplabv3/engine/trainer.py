@@ -177,6 +177,7 @@ class Trainer:
         self.step_fn = TrainStep(self.train_net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale,
                                  self.accum, reducer)
         wanted = set(state_names(optimizer))
+        self.predictor: Optional[Any] = None  # the periodic evaluation's, built at the first one
         self.checkpoint_params: List[ms.Parameter] = [
             *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
@@ -296,10 +297,14 @@ class Trainer:
 
     def _evaluate(self, monitor: TrainMonitor) -> None:
         from ..evaluation.evaluator import evaluate
+        from ..evaluation.predictor import Predictor
 
         ctx, state = self.ctx, self.state
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
-        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False)
+        if self.predictor is None:  # built once: every periodic evaluation runs the graphs of the first
+            self.predictor = Predictor(self.train_net, self.cfg)
+        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False,
+                           predictor=self.predictor)
         self.train_net.set_train(True)
         value = results.get(EVAL_METRIC)
         if value is not None and value > state.best_metric:
@@ -308,7 +313,8 @@ class Trainer:
                 save_best(self.work_dir, list(self.net.get_parameters()), state.step, EVAL_METRIC, value)
                 self.logger.info("new best %s %.2f at step %d: %s", EVAL_METRIC, value, state.step,
                                  self.work_dir / "best.ckpt")
-        monitor.evaluation(state.step, results, state.best_metric if state.best_step >= 0 else None)
+        monitor.evaluation(state.step, results, state.best_metric if state.best_step >= 0 else None,
+                           self.predictor.compiled_graphs())
 
     def _save(self) -> Optional[Path]:
         if not self.ctx.is_main:

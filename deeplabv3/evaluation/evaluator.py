@@ -104,7 +104,8 @@ def _reduce(matrix: ConfusionMatrix, num_images: int, reduce_fn: Optional[Reduce
 
 
 def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, reduce_fn: Optional[ReduceFn] = None,
-             show_dir: Optional[PathLike] = None, progress: bool = True) -> Dict[str, Any]:
+             show_dir: Optional[PathLike] = None, progress: bool = True,
+             predictor: Optional[Predictor] = None) -> Dict[str, Any]:
     """Evaluate ``net`` on ``cfg.data.eval.list``; this rank's shard, summed across ranks with ``reduce_fn``.
 
     ``reduce_fn(np.ndarray) -> np.ndarray`` is an all-reduce sum (``None``: a single process); every rank must
@@ -112,13 +113,18 @@ def evaluate(net: nn.Cell, cfg: Config, rank: int = 0, world_size: int = 1, redu
     the confusion matrix, ``num_images``, the effective ``settings`` and this rank's ``timing``. ``show_dir``
     receives each image's palette prediction and a comparison picture. ``settings.output_stride`` records the
     stride ``net`` runs at (:func:`~deeplabv3.models.output_stride_of`). ``net`` is left in inference mode.
+    ``predictor`` (a :class:`Predictor` of ``net`` kept by the caller) lets repeated evaluations, such as the
+    periodic ones of a training, run the graphs the first one compiled instead of compiling new ones.
     """
     logger = get_logger()
     pairs = eval_pairs(cfg)
     indices = shard_indices(len(pairs), rank, world_size)
     bs = cfg.eval.batch_size
     batches = [indices[i:i + bs] for i in range(0, len(indices), bs)]
-    predictor = Predictor(net, cfg)
+    if predictor is None:
+        predictor = Predictor(net, cfg)
+    else:
+        predictor.reuse()
     matrix = ConfusionMatrix(cfg.model.num_classes, cfg.data.ignore_label)
     show = Path(show_dir) if show_dir is not None else None
     class_names = cfg.class_names

@@ -179,6 +179,8 @@ class Predictor:
     in inference mode. Only ``cfg.eval``, ``cfg.data.mean/std`` and ``cfg.model.num_classes`` are read.
     """
 
+    _compiled = 0  # graphs compiled by every instance, see compiled_graphs()
+
     def __init__(self, net: nn.Cell, cfg: Config, max_accumulator_bytes: int = DEFAULT_ACCUMULATOR_BYTES) -> None:
         ev = cfg.eval
         self.scales = [float(s) for s in ev.scales]
@@ -199,6 +201,18 @@ class Predictor:
         self.timer = StageTimer()
 
     # ------------------------------------------------------------------------------------------- public API
+
+    def reuse(self) -> None:
+        """Start another pass over images: inference mode again (a training may have switched the network back
+        to training in between) and fresh stage timings; the compiled graphs are kept."""
+        self.net.set_train(False)
+        self.timer.reset()
+
+    @classmethod
+    def compiled_graphs(cls) -> int:
+        """Graphs every predictor of this process has compiled so far (one per input shape and predictor in graph
+        mode, 0 in PyNative): a count that grows with repeated evaluations means they do not reuse a predictor."""
+        return cls._compiled
 
     def settings(self) -> Dict[str, object]:
         """The inference settings in effect (for results files)."""
@@ -284,5 +298,8 @@ class Predictor:
                 batch[i, :, :h, :w] = normalised.transpose(2, 0, 1)
             tensor = ms.Tensor(batch)
         with self.timer.stage("net"):
-            return self.net(tensor).asnumpy()
+            graphs = len(self.net.compile_cache)
+            probs = self.net(tensor).asnumpy()
+        Predictor._compiled += len(self.net.compile_cache) - graphs
+        return probs
 
