@@ -46,6 +46,7 @@ from mindspore import nn
 
 from ..config import Config, check_training, config_warnings, dump_yaml, key_error, save_config
 from ..data.pipeline import build_train_dataset, steps_per_epoch
+from ..evaluation.predictor import Predictor
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
 from ..runtime import setup_runtime
@@ -177,7 +178,7 @@ class Trainer:
         self.step_fn = TrainStep(self.train_net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale,
                                  self.accum, reducer)
         wanted = set(state_names(optimizer))
-        self.predictor: Optional[Any] = None  # the periodic evaluation's, built at the first one
+        self.predictor: Optional[Predictor] = None  # the periodic evaluation's, built at the first one
         self.checkpoint_params: List[ms.Parameter] = [
             *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
@@ -297,7 +298,6 @@ class Trainer:
 
     def _evaluate(self, monitor: TrainMonitor) -> None:
         from ..evaluation.evaluator import evaluate
-        from ..evaluation.predictor import Predictor
 
         ctx, state = self.ctx, self.state
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
