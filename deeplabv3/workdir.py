@@ -4,8 +4,8 @@ Two trainings in one work dir would truncate each other's ``metrics.jsonl`` and 
 checkpoints, so a training holds an exclusive OS lock (``fcntl.flock``) on ``<work_dir>/.lock`` for its whole
 life. The kernel releases it when the process ends, however it ends (SIGKILL included), so a stale lock never
 needs cleaning up; the file only records who holds it (pid, host, start time, command) for the message the next
-run prints. Evaluation writes into a work dir under its own lock name, so it runs beside a training without
-touching the training's files.
+run prints. Evaluation takes no lock (several may run beside a training, each on its own checkpoint): it writes
+under names no training writes (``eval.log``, ``--out``) and refuses an ``--out`` that is a training's file.
 
 File-system faults (a path that is a file, a read-only or full file system) are found before any work where
 possible (:func:`ensure_writable_dir`), and an ``OSError`` of that kind during the run is turned into
@@ -29,7 +29,6 @@ from .errors import UserError
 
 PathLike = Union[str, os.PathLike]
 TRAIN_LOCK = ".lock"
-EVAL_LOCK = ".eval.lock"
 # errno values that are the user's to fix: the disk, the mount or the path, not the program.
 USER_ERRNOS = {errno.ENOSPC: "no space left", errno.EDQUOT: "disk quota exceeded", errno.EROFS: "read-only file system",
                errno.EEXIST: "already exists", errno.ENOTDIR: "not a directory", errno.EISDIR: "is a directory",
@@ -57,13 +56,13 @@ def _holder(fd: int) -> str:
             f"({info.get('command')})")
 
 
-def hold(directory: PathLike, name: str = TRAIN_LOCK, purpose: str = "training") -> Path:
-    """Take the exclusive lock ``<directory>/<name>`` for the rest of this process's life (idempotent).
+def hold(directory: PathLike) -> Path:
+    """Take the exclusive lock ``<directory>/.lock`` for the rest of this process's life (idempotent).
 
     Raises :class:`WorkDirBusyError` naming the holder when another process has it.
     """
     directory = ensure_writable_dir(directory, "work dir")
-    path = (directory / name).resolve()
+    path = (directory / TRAIN_LOCK).resolve()
     if path in _held:
         return path
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -72,7 +71,7 @@ def hold(directory: PathLike, name: str = TRAIN_LOCK, purpose: str = "training")
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        raise WorkDirBusyError(f"{directory} is in use by {holder}: its {purpose} owns {path}. Wait for it to end "
+        raise WorkDirBusyError(f"{directory} is in use by {holder}: its training owns {path}. Wait for it to end "
                                f"(or stop it), or choose another directory (--work-dir / runtime.work_dir)") from None
     record = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime()), "command": " ".join(sys.argv)}

@@ -27,7 +27,7 @@ from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
 from ..visualization import save_image, save_mask, side_by_side
-from ..workdir import EVAL_LOCK, ensure_writable_dir, ensure_writable_file, hold
+from ..workdir import ensure_writable_dir, ensure_writable_file
 from .metrics import ConfusionMatrix
 from .predictor import Predictor, load_eval_network
 from .report import format_results, per_class_rows, to_percent, write_results
@@ -193,7 +193,7 @@ def run_evaluation(cfg: Config, checkpoint: PathLike, out: Optional[PathLike] = 
         ensure_writable_file(out, "--out")
         if show_dir is not None:
             ensure_writable_dir(show_dir, "--show-dir")
-        hold(cfg.runtime.work_dir, EVAL_LOCK, "evaluation")  # eval.log and the default results are its own
+        ensure_writable_dir(cfg.runtime.work_dir, "work dir")  # for eval.log, a name no training writes
     logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name="eval.log")
     net, _ = load_eval_network(cfg, checkpoint)
     reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
