@@ -1,16 +1,21 @@
 """What every command-line tool shares: the ``--config``/``--set`` arguments and the user-error exit path.
 
 User errors (:class:`~deeplabv3.errors.UserError`: bad config keys, missing or corrupt files, checkpoint
-mismatches, launch problems) end the tool with status 2 and a one-paragraph message instead of a traceback.
+mismatches, launch problems, and file-system faults such as a full or read-only disk) end the tool with status 2
+and a one-paragraph message instead of a traceback. Every fatal error, user error or not, also goes to the run's
+log file when one is open (``train.log``, ``eval.log``), so the work dir records why the run stopped.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from typing import Callable, Optional, Sequence
 
 from .config import Config, load_config
 from .errors import UserError
+from .runtime import log_to_files
+from .workdir import file_system_error
 
 USER_ERROR_EXIT = 2
 
@@ -39,8 +44,21 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Opt
     try:
         return int(main(argv) or 0)
     except UserError as exc:
-        print(format_user_error(exc), file=sys.stderr)
-        return USER_ERROR_EXIT
+        return _user_error(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
+        log_to_files(logging.ERROR, "interrupted")
         return 130
+    except Exception as exc:
+        converted = file_system_error(exc) if isinstance(exc, OSError) else exc
+        if converted is not exc:  # a full or read-only disk, a path that is a file: the user's to fix
+            return _user_error(converted)
+        log_to_files(logging.CRITICAL, f"stopped by an unexpected error: {exc!r}", exc_info=True)
+        raise
+
+
+def _user_error(exc: Exception) -> int:
+    message = format_user_error(exc)
+    print(message, file=sys.stderr)
+    log_to_files(logging.ERROR, message)
+    return USER_ERROR_EXIT

@@ -34,6 +34,32 @@ class _RankFilter(logging.Filter):
         return True
 
 
+class _LogFile(logging.FileHandler):
+    """A log file that a full or read-only disk silences (said once on stderr) instead of a traceback per line:
+    the console still gets every line, and the fault itself is reported by whatever write stops the run."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):
+            super().handleError(record)
+            return
+        if self.level < logging.CRITICAL + 1:
+            print(f"warning: cannot write the log file {self.baseFilename} ({exc.strerror}); the console keeps "
+                  f"logging", file=sys.stderr)
+            self.setLevel(logging.CRITICAL + 1)
+
+
+def log_to_files(level: int, message: str, exc_info: bool = False) -> None:
+    """Record ``message`` in the project's log files only (the console has already shown it)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    record = logger.makeRecord(logger.name, level, __file__, 0, message, (), sys.exc_info() if exc_info else None)
+    for flt in logger.filters:
+        flt.filter(record)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def get_logger() -> logging.Logger:
     """The project logger; before :func:`configure_logging` it prints to stderr with rank 0."""
     logger = logging.getLogger(LOGGER_NAME)
@@ -43,8 +69,10 @@ def get_logger() -> logging.Logger:
 
 
 def configure_logging(rank: int = 0, level: str = "INFO", log_file: Optional[os.PathLike] = None,
-                      console: bool = True) -> logging.Logger:
-    """(Re)configure the project logger: console on stderr and, optionally, a file, both in one format."""
+                      console: bool = True, console_level: Optional[str] = None) -> logging.Logger:
+    """(Re)configure the project logger: console on stderr and, optionally, a file, both in one format.
+
+    ``console_level`` raises the console's threshold above ``level`` (the file keeps ``level``)."""
     logger = logging.getLogger(LOGGER_NAME)
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -57,10 +85,13 @@ def configure_logging(rank: int = 0, level: str = "INFO", log_file: Optional[os.
     formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
     handlers = []
     if console:
-        handlers.append(logging.StreamHandler(sys.stderr))
+        stream = logging.StreamHandler(sys.stderr)
+        if console_level is not None:
+            stream.setLevel(console_level)
+        handlers.append(stream)
     if log_file is not None:
         Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        handlers.append(_LogFile(log_file, encoding="utf-8"))
     for handler in handlers:
         handler.setFormatter(formatter)
         logger.addHandler(handler)
@@ -116,14 +147,18 @@ def setup_runtime(cfg: Config, rank: int = 0, world_size: int = 1, verbose: bool
     """Device, mode, seeds and logging for one process of a (possibly distributed) job.
 
     ``verbose`` lowers the project's log level to DEBUG and MindSpore's own (``GLOG_v``) to warnings. Only rank 0
-    writes the log file in ``runtime.work_dir``; every rank logs to its console.
+    writes the log file in ``runtime.work_dir``; every rank logs to its console, except that under ``mpirun``,
+    where every rank shares one console, ranks other than 0 print only warnings and errors (unless ``verbose``).
     """
     if verbose:
         os.environ["GLOG_v"] = "1"
     elif "GLOG_v" not in os.environ or os.environ["GLOG_v"] == "3":
         os.environ["GLOG_v"] = str(cfg.runtime.ms_log_level)
     log_file = Path(cfg.runtime.work_dir) / log_name if (log_name and rank == 0) else None
-    logger = configure_logging(rank, "DEBUG" if verbose else cfg.runtime.log_level, log_file)
+    shared_console = "OMPI_COMM_WORLD_RANK" in os.environ or "PMI_RANK" in os.environ  # mpirun (OpenMPI, MPICH)
+    quiet = rank != 0 and shared_console and not verbose
+    logger = configure_logging(rank, "DEBUG" if verbose else cfg.runtime.log_level, log_file,
+                               console_level="WARNING" if quiet else None)
     set_device(cfg)
     seed_everything(cfg.runtime.seed)
     logger.debug("runtime: device=%s mode=%s seed=%d rank=%d/%d ONEDNN_MAX_CPU_ISA=%s", cfg.runtime.device_target,

@@ -57,13 +57,14 @@ step "7/7 exporting to MINDIR and checking it against the framework"
     --input-size 161 161 --out "$work/export/deeplabv3_demo.mindir"
 
 miou=$("$py" -c 'import json,sys; print(format(json.load(open(sys.argv[1]))["mIoU"], ".2f"))' "$work/results.json")
-best="$work/best.ckpt"; [ -f "$best" ] || best="$checkpoint"
+best=""  # best.ckpt exists when a periodic evaluation ran; steps 5-7 used the last checkpoint
+if [ -f "$work/best.ckpt" ]; then best=$'\n'"  best periodic-eval ckpt  : $work/best.ckpt"; fi
 cat <<EOF
 
 Demo finished in $(( $(date +%s) - start )) s.
   mIoU on the demo val set : $miou
   work dir                 : $work  (config.yaml, train.log, metrics.jsonl)
-  checkpoint               : $best
+  checkpoint (steps 5-7)   : $checkpoint$best
   results                  : $work/results.json
   eval overlays            : $work/eval_vis
   predictions + overlays   : $work/predictions

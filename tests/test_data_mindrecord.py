@@ -1,6 +1,7 @@
 """Building and checking the training MindRecord: round trip, shards, bad inputs, interruption."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -180,3 +181,46 @@ def test_killed_build_leaves_nothing_usable(pairs, tmp_path):
     summary = build_mindrecord(listing, out, num_shards=2)  # a new build cleans the leftovers up
     assert not list(tmp_path.glob(".k.mindrecord.building-*"))
     assert check_shard_set(summary.first_shard) == len(made)
+
+
+def test_a_build_killed_while_moving_its_shards_into_place_is_refused(pairs, tmp_path):
+    """SIGKILL the moment the last shard's index is in place: the set must not pass for complete unless its
+    manifest says the build finished (a tight race, so a few attempts; at least one must land in the move)."""
+    listing, made = pairs
+    big = write_list(tmp_path / "big.txt", made * 10)
+    out = tmp_path / "m.mindrecord"
+    cmd = [sys.executable, str(REPO / "tools" / "build_mindrecord.py"), "--list", str(big), "--out", str(out),
+           "--num-shards", "8", "--overwrite"]
+    refused = 0
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            last_index = tmp_path / "m.mindrecord7.db"
+            deadline = time.monotonic() + 120
+            while not last_index.exists() and proc.poll() is None:
+                assert time.monotonic() < deadline, "the build did not reach its last shard"
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.wait()
+        try:
+            count = check_shard_set(tmp_path / "m.mindrecord0")
+        except DataError as exc:
+            assert "incomplete: the build writing it was interrupted" in str(exc) and "--overwrite" in str(exc)
+            refused += 1
+        else:
+            assert json.loads((tmp_path / "m.mindrecord.json").read_text())["complete"] is True
+            assert count == len(made) * 10
+        last_index.unlink()  # the next attempt starts over a set that is not complete
+    assert refused, "no attempt was killed between the last move and the manifest"
+
+
+def test_shards_are_written_with_the_umask_mode(pairs, tmp_path):
+    listing, _ = pairs
+    mask = os.umask(0o027)
+    try:
+        summary = build_mindrecord(listing, tmp_path / "u.mindrecord", num_shards=2)
+    finally:
+        os.umask(mask)
+    for path in summary.files:
+        for file in (Path(path), Path(f"{path}.db")):
+            assert file.stat().st_mode & 0o777 == 0o640, (file, oct(file.stat().st_mode))

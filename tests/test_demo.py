@@ -18,13 +18,19 @@ def test_demo_script_runs_every_stage(tmp_path):
     env = {**os.environ, "DEMO_SKIP_SETUP": "1", "DEMO_PYTHON": sys.executable, "DEMO_ROOT": str(root),
            "DEMO_WORK_DIR": str(work), "DEMO_EPOCHS": "6", "DEMO_NUM_TRAIN": "64", "DEMO_NUM_VAL": "6",
            "DEMO_NUM_SBD": "24", "PYTHONUNBUFFERED": "1"}
-    result = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "--set", "train.log_interval=5"], cwd=REPO,
-                            env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(["bash", str(REPO / "scripts" / "demo.sh"), "--set", "train.log_interval=5",
+                             "train.eval_start=30", "train.eval_interval=30"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=900)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
 
     # every stage left its product where the summary says
     assert f"work dir                 : {work}" in result.stdout
+    # the summary names the checkpoint evaluation, prediction and export used (the last), and best.ckpt apart
+    last = work / (work / "last_checkpoint").read_text().strip()
+    assert f"evaluating {last} on" in result.stdout
+    assert f"checkpoint (steps 5-7)   : {last}\n" in result.stdout
+    assert f"best periodic-eval ckpt  : {work / 'best.ckpt'}\n" in result.stdout
     assert (root / "raw" / "VOC2012" / "SegmentationClass").is_dir()
     assert (root / "prepared" / "vocaug_train.txt").is_file()
     assert (root / "mindrecord" / "vocaug_train.mindrecord0").is_file()

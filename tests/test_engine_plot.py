@@ -56,3 +56,14 @@ def test_plot_log_writes_a_png(tmp_path):
 def test_plot_log_names_a_missing_source(tmp_path):
     result = run_tool("plot_log", [tmp_path / "nowhere", "--out", tmp_path / "x.png"], timeout=60)
     assert result.returncode == 2 and "no such metrics file" in result.stderr
+
+
+def test_plot_log_writes_into_the_work_dir_by_default(tmp_path):
+    """``tools/plot_log.py work_dirs/<run>``, as the README writes it."""
+    write_metrics(tmp_path / "metrics.jsonl", [1, 2, 3])
+    result = run_tool("plot_log", [tmp_path], timeout=120)
+    if HAS_MATPLOTLIB:
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:  # the tool got as far as drawing
+        assert result.returncode == 2 and "pip install 'deeplabv3[plot]'" in result.stderr, result.stderr

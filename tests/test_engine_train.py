@@ -59,6 +59,8 @@ def test_training_lowers_the_loss_and_fills_the_work_dir(data, empty_config, tmp
         assert key in first
     evals = records(work, "eval")
     assert [r["step"] for r in evals] == [20, 40] and all(0 <= r["mIoU"] <= 100 for r in evals)
+    # the second periodic evaluation runs the graph the first one compiled (one predictor for the whole run)
+    assert evals[0]["graphs"] == evals[1]["graphs"] == 1, evals
 
     assert load_config(work / "config.yaml") == load_config(overrides=overrides)
     log = (work / "train.log").read_text()

@@ -10,10 +10,14 @@ Why the care:
   values in ``[0, C)`` or the ignore label), and all bad pairs are reported at once with list file and line, so
   a week-long training run never meets a broken sample at step 90,000.
 * The shards are written into a temporary directory next to the output and moved into place only when
-  complete: data files first, then the ``.db`` indexes, then a manifest (``<out>.json``, file sizes and sample
-  count) written atomically last. A build killed at any moment leaves either nothing under the final names or a
-  set with missing ``.db`` files and no manifest, which :func:`check_shard_set` (called by the training
-  pipeline) refuses.
+  complete. The manifest (``<out>.json``: file sizes, sample count) is written first, marked ``"complete":
+  false`` -- from that moment any previous set under the name is refused -- then the old files are removed, the
+  data files and ``.db`` indexes moved in, and the manifest rewritten with ``"complete": true``. A build killed at
+  any moment therefore leaves the previous set untouched, or a set whose manifest says it is incomplete, which
+  :func:`check_shard_set` (called by the training pipeline) refuses; never a complete-looking set it did not
+  finish.
+* Shards get the mode ``open()`` would give (the umask's), not MindSpore's owner-only ``0600``, so a team can
+  share them.
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from typing import Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from ..fileio import pid_alive, write_json_atomic
+from ..fileio import file_mode, pid_alive, write_json_atomic
 from ..runtime import get_logger
 from .io import DataError, PathLike, decode_image, decode_label_bytes, read_bytes
 from .lists import ListEntry, read_list
@@ -135,23 +139,28 @@ def _write_shards(entries: Sequence[ListEntry], tmp_out: Path, num_shards: int) 
     if chunk:
         writer.write_raw_data(chunk)
     writer.commit()
+    for path in paths:
+        for file in (path, Path(f"{path}.db")):
+            os.chmod(file, file_mode())
     return paths
 
 
 def _move_into_place(tmp_paths: Sequence[Path], out: Path, num_samples: int, list_path: PathLike,
                      num_classes: Optional[int]) -> List[Path]:
-    """Move data files, then ``.db`` files, then write the manifest: an interrupted move is never accepted."""
+    """Replace any previous set by the new one under an incomplete manifest, then mark it complete."""
     final = [out.parent / p.name for p in tmp_paths]
+    files = {p.name: p.stat().st_size for p in tmp_paths}
+    files.update({f"{p.name}.db": Path(f"{p}.db").stat().st_size for p in tmp_paths})
+    manifest = {"version": MANIFEST_VERSION, "num_samples": num_samples, "num_shards": len(final), "files": files,
+                "list": str(Path(list_path).resolve()), "num_classes": num_classes}
+    write_json_atomic(manifest_path(out), {**manifest, "complete": False})  # the old set is refused from here on
+    for old in _existing_outputs(out):
+        if old != manifest_path(out):
+            old.unlink()
     for src, dst in zip(tmp_paths, final):
         os.replace(src, dst)
-    for src, dst in zip(tmp_paths, final):
         os.replace(f"{src}.db", f"{dst}.db")
-    files = {p.name: p.stat().st_size for p in final}
-    files.update({f"{p.name}.db": Path(f"{p}.db").stat().st_size for p in final})
-    write_json_atomic(manifest_path(out), {
-        "version": MANIFEST_VERSION, "num_samples": num_samples, "num_shards": len(final), "files": files,
-        "list": str(Path(list_path).resolve()), "num_classes": num_classes,
-    })
+    write_json_atomic(manifest_path(out), {**manifest, "complete": True})
     return final
 
 
@@ -195,8 +204,6 @@ def build_mindrecord(list_path: PathLike, out: PathLike, num_shards: int = 1, da
     tmp_dir.mkdir()
     try:
         tmp_paths = _write_shards(good, tmp_dir / out.name, num_shards)
-        for old in _existing_outputs(out):  # the manifest comes first: the old set is refused from here on
-            old.unlink()
         final = _move_into_place(tmp_paths, out, len(good), list_path, num_classes)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -250,6 +257,9 @@ def check_shard_set(path: PathLike) -> int:
             num_samples = int(info["num_samples"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"{manifest}: unreadable MindRecord manifest ({exc}); {REBUILD_HINT}") from None
+        if not info.get("complete", True):  # manifests written before the flag existed were written last
+            raise DataError(f"MindRecord shard set {path} is incomplete: the build writing it was interrupted "
+                            f"({manifest} says so); {REBUILD_HINT}")
         problems = []
         for name, size in expected.items():
             file = manifest.parent / name

@@ -82,9 +82,6 @@ def remove_stale_temp_files(work_dir: PathLike) -> List[Path]:
     return removed
 
 
-    return True
-
-
 def save_training_checkpoint(work_dir: PathLike, params: Sequence[ms.Parameter], state: LoopState,
                              keep_max: int) -> Path:
     """Write ``checkpoints/step_<step>.ckpt``, point ``last_checkpoint`` at it, drop the oldest beyond

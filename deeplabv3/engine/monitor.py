@@ -22,6 +22,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Union
 import numpy as np
 
 from ..fileio import write_text_atomic
+from ..workdir import file_system_error
 from ..visualization import METRICS
 from ..progress import format_duration
 from .train_step import StepStats
@@ -96,13 +97,20 @@ class TrainMonitor:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._stack.close()
+        try:
+            self._stack.close()
+        except OSError as error:  # the last records could not be flushed (a full disk)
+            if exc[0] is None:
+                raise file_system_error(error, self.path) from None
 
     def write(self, record: Mapping[str, Any]) -> None:
         """Append one JSON record to ``metrics.jsonl`` (rank 0)."""
         if self._file is not None:
-            self._file.write(json.dumps(record) + "\n")
-            self._file.flush()
+            try:
+                self._file.write(json.dumps(record) + "\n")
+                self._file.flush()
+            except OSError as exc:
+                raise file_system_error(exc, self.path) from None
 
     def step(self, step: int, stats: StepStats, lr: float, step_time: float, data_time: float,
              skipped_steps: int, graphs: int = 0) -> None:
@@ -162,11 +170,13 @@ class TrainMonitor:
             last.loss, mean_loss, last.scale, f" | {skipped_steps} skipped" if skipped_steps else "", step_time,
             data_time, record["images_per_sec"], format_duration(eta), record["peak_rss_mb"])
 
-    def evaluation(self, step: int, results: Mapping[str, Any], best: Optional[float]) -> None:
-        """Log and record an evaluation's headline figures."""
+    def evaluation(self, step: int, results: Mapping[str, Any], best: Optional[float], graphs: int = 0) -> None:
+        """Log and record an evaluation's headline figures, the peak memory after it and ``graphs``, the graphs
+        the periodic evaluation has compiled so far (constant after the first one when nothing recompiles)."""
         figures = {k: results[k] for k in ("mIoU", "mAcc", "aAcc", "fwIoU") if k in results}
         if self.is_main:
-            self.write({"type": "eval", "step": step, **figures, "best_mIoU": best, "time": time.time()})
+            self.write({"type": "eval", "step": step, **figures, "best_mIoU": best, "graphs": graphs,
+                        "peak_rss_mb": peak_rss_mb(), "time": time.time()})
             shown = ", ".join(f"{k} {v:.2f}" for k, v in figures.items() if v is not None)
             self.logger.info("evaluation at step %d: %s (best mIoU %.2f)", step, shown, best if best is not None
                              else float("nan"))

@@ -8,6 +8,10 @@ Work directory (``runtime.work_dir``, written by rank 0)::
     checkpoints/       step_<step>.ckpt, the newest train.keep_checkpoint_max kept
     last_checkpoint    the relative path of the newest complete checkpoint (what --resume continues from)
     best.ckpt          weights at the best periodic evaluation (mIoU)
+    .lock              held (``fcntl.flock``) for the whole run: a second run in the directory stops, naming it
+
+Evaluation and prediction may write into a running training's work dir (``eval.log``, ``eval_results.json``,
+masks), never over the files above (:func:`refuse_run_file`).
 
 Steps and epochs
     A step is one optimizer update over ``train.grad_accum_steps`` batches. The data stream runs on across epoch
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple
 
@@ -42,13 +46,14 @@ from mindspore import nn
 
 from ..config import Config, check_training, config_warnings, dump_yaml, key_error, save_config
 from ..data.pipeline import build_train_dataset, check_batch_labels, labels_checked, steps_per_epoch
+from ..evaluation.predictor import Predictor
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
 from ..runtime import setup_runtime
-from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
-                            restore_parameters, save_best, save_training_checkpoint)
+from ..workdir import TRAIN_LOCK, FileSystemError, hold
+from .checkpointing import (BEST, POINTER, checkpoint_dir, latest_checkpoint, periodic_checkpoints,
+                            remove_stale_temp_files, restore_parameters, save_best, save_training_checkpoint)
 from ..distributed import init_distributed
-from ..errors import UserError
 from .loop_state import LoopState
 from .auxiliary import with_auxiliary_head
 from .losses import build_loss
@@ -59,6 +64,9 @@ from .train_step import TrainStep, apply_amp, freeze_batchnorm
 
 LATEST = "latest"
 EVAL_METRIC = "mIoU"
+CONFIG_NAME = "config.yaml"
+LOG_NAME = "train.log"
+RUN_FILES = (CONFIG_NAME, LOG_NAME, METRICS, POINTER, BEST, TRAIN_LOCK)
 
 
 @dataclass
@@ -104,6 +112,17 @@ def _initial_weights(net: nn.Cell, cfg: Config, logger: Any) -> None:
         load_checkpoint(net, model.pretrained_backbone, strict=True)
     else:
         logger.warning("training from random initialisation (no model.pretrained_backbone or model.init_checkpoint)")
+
+
+def refuse_run_file(path: Path, flag: str) -> None:
+    """Stop another tool's output (``flag`` names its option) from replacing a file of a training's work dir."""
+    path = Path(path).resolve()
+    for work_dir in (path.parent, path.parent.parent):
+        if not (work_dir / TRAIN_LOCK).is_file():
+            continue
+        if (path.parent == work_dir and path.name in RUN_FILES) or path.parent == checkpoint_dir(work_dir):
+            raise FileSystemError(f"{flag} {path} is a file of the training run in {work_dir}; writing it would "
+                                  f"corrupt that run: choose another name")
 
 
 def resolve_resume(resume: Optional[str], work_dir: Path) -> Optional[Path]:
@@ -161,6 +180,7 @@ class Trainer:
             raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
         self.step_fn = TrainStep(self.train_net, loss_fn, optimizer, cfg.loss_scale, self.accum, reducer)
         wanted = set(state_names(optimizer))
+        self.predictor: Optional[Predictor] = None  # the periodic evaluation's, built at the first one
         self.checkpoint_params: List[ms.Parameter] = [
             *self.net.get_parameters(), *auxiliary, *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
@@ -170,9 +190,10 @@ class Trainer:
     def _resume(self, path: Path) -> None:
         entries = read_checkpoint(path)
         self.state = LoopState.from_entries(entries, str(path))
-        load_params(self.net, entries, strict=True, source=str(path))
+        report = load_params(self.net, entries, strict=True, source=str(path), log_summary=False)
         net_names = {p.name for p in self.net.get_parameters()}
-        restore_parameters([p for p in self.checkpoint_params if p.name not in net_names], entries, str(path))
+        training_state = [p for p in self.checkpoint_params if p.name not in net_names]
+        restore_parameters(training_state, entries, str(path))
         if self.state.data_batch >= self.batches_per_epoch:
             self.logger.warning("the checkpoint's data position (batch %d of epoch %d) is past this configuration's "
                                 "%d batches per epoch (batch size or rank count changed): continuing at the start "
@@ -183,8 +204,13 @@ class Trainer:
         if self.state.step > self.total_steps:
             raise CheckpointError(f"{path} is at step {self.state.step}, beyond this run's {self.total_steps} steps; "
                                   f"raise train.max_steps / train.epochs to continue it")
-        self.logger.info("resumed from %s at step %d (epoch %d, batch %d of the data stream)", path,
-                         self.state.step, self.state.data_epoch, self.state.data_batch)
+        used = {*report.loaded, *(p.name for p in training_state), *self.state.entries()}
+        unused = sorted(name for name in entries if name not in used)
+        self.logger.info("resumed from %s at step %d (epoch %d, batch %d of the data stream): restored %d network "
+                         "tensors, %d optimizer and loss-scale tensors (momenta, LR step, scale) and the loop "
+                         "state (%s)%s", path, self.state.step, self.state.data_epoch, self.state.data_batch,
+                         len(report.loaded), len(training_state), ", ".join(asdict(self.state)),
+                         f"; not used: {', '.join(unused)}" if unused else "")
 
     def _batches(self) -> Iterator[Tuple[ms.Tensor, ms.Tensor]]:
         cfg, ctx = self.cfg, self.ctx
@@ -280,7 +306,10 @@ class Trainer:
 
         ctx, state = self.ctx, self.state
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
-        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False)
+        if self.predictor is None:  # built once: every periodic evaluation runs the graphs of the first
+            self.predictor = Predictor(self.train_net, self.cfg)
+        results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False,
+                           predictor=self.predictor)
         self.train_net.set_train(True)
         value = results.get(EVAL_METRIC)
         if value is not None and value > state.best_metric:
@@ -289,7 +318,8 @@ class Trainer:
                 save_best(self.work_dir, list(self.net.get_parameters()), state.step, EVAL_METRIC, value)
                 self.logger.info("new best %s %.2f at step %d: %s", EVAL_METRIC, value, state.step,
                                  self.work_dir / "best.ckpt")
-        monitor.evaluation(state.step, results, state.best_metric if state.best_step >= 0 else None)
+        monitor.evaluation(state.step, results, state.best_metric if state.best_step >= 0 else None,
+                           self.predictor.compiled_graphs())
 
     def _save(self) -> Optional[Path]:
         if not self.ctx.is_main:
@@ -309,28 +339,28 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
     check_training(cfg)
     ctx = init_distributed(cfg)
     work_dir = Path(cfg.runtime.work_dir)
+    if ctx.is_main and work_dir.exists():
+        hold(work_dir)  # a run still in it is named before its files are looked at
     resume_path = resolve_resume(resume, work_dir)
     if resume_path is None and periodic_checkpoints(work_dir):
         raise CheckpointError(f"{work_dir} holds checkpoints of an earlier run; continue it with --resume, or train "
                               f"into another --work-dir (or delete {checkpoint_dir(work_dir)})")
-    logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name="train.log")
     if ctx.is_main:
-        save_config(cfg, work_dir / "config.yaml")
-        logger.info("effective config (saved to %s):\n%s", work_dir / "config.yaml", dump_yaml(cfg).rstrip())
+        hold(work_dir)
+    logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name=LOG_NAME)
+    if ctx.is_main:
+        save_config(cfg, work_dir / CONFIG_NAME)
+        logger.info("effective config (saved to %s):\n%s", work_dir / CONFIG_NAME, dump_yaml(cfg).rstrip())
         for warning in config_warnings(cfg):
             logger.warning(warning)
         for path in remove_stale_temp_files(work_dir):
             logger.info("removed %s, left by an interrupted writer", path)
-    try:
-        trainer = Trainer(cfg, ctx, logger)
-        result = trainer.run(resume_path)
-    except UserError as exc:  # the log of the run says why it stopped, not only the terminal
-        logger.error("%s", exc)
-        raise
+    trainer = Trainer(cfg, ctx, logger)  # a user error is logged to train.log too, by cli.run_tool
+    result = trainer.run(resume_path)
     if ctx.world_size > 1:
         ctx.check_replicas(trainer.net.trainable_params())
     ctx.finalize()  # every rank waits for the others, then communication ends (a failing rank never gets here)
     return result
 
 
-__all__ = ["train", "Trainer", "TrainResult", "LATEST", "resolve_resume", "StopSignals"]
+__all__ = ["train", "Trainer", "TrainResult", "LATEST", "resolve_resume", "refuse_run_file", "StopSignals"]

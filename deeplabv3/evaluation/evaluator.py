@@ -26,6 +26,7 @@ from ..progress import track
 from ..distributed import init_distributed
 from ..runtime import get_logger, setup_runtime
 from ..visualization import full_palette, save_image, save_mask, side_by_side
+from ..workdir import ensure_writable_dir, ensure_writable_file
 from .metrics import ConfusionMatrix
 from .predictor import Predictor, Runner
 from .report import format_results, per_class_rows, to_percent, write_results
@@ -104,7 +105,7 @@ def _reduce(matrix: ConfusionMatrix, num_images: int, reduce_fn: Optional[Reduce
 
 def evaluate(net: Union[nn.Cell, Runner], cfg: Config, rank: int = 0, world_size: int = 1,
              reduce_fn: Optional[ReduceFn] = None, show_dir: Optional[PathLike] = None,
-             progress: bool = True) -> Dict[str, Any]:
+             progress: bool = True, predictor: Optional[Predictor] = None) -> Dict[str, Any]:
     """Evaluate ``net`` on ``cfg.data.eval.list``; this rank's shard, summed across ranks with ``reduce_fn``.
 
     ``reduce_fn(np.ndarray) -> np.ndarray`` is an all-reduce sum (``None``: a single process); every rank must
@@ -112,14 +113,19 @@ def evaluate(net: Union[nn.Cell, Runner], cfg: Config, rank: int = 0, world_size
     the confusion matrix, ``num_images``, the effective ``settings`` and this rank's ``timing``. ``show_dir``
     receives each image's palette prediction and a comparison picture. ``settings.output_stride`` records the
     stride ``net`` runs at (:func:`~deeplabv3.models.output_stride_of`). ``net`` is left in inference mode; it may
-    also be a runner over exported files (:class:`~deeplabv3.evaluation.runners.OnnxRunner`).
+    also be a runner over exported files (:class:`~deeplabv3.evaluation.runners.OnnxRunner`). ``predictor`` (a
+    :class:`Predictor` of ``net`` kept by the caller) lets repeated evaluations, such as the periodic ones of a
+    training, run the graphs the first one compiled instead of compiling new ones.
     """
     logger = get_logger()
     pairs = eval_pairs(cfg)
     indices = shard_indices(len(pairs), rank, world_size)
     bs = cfg.eval.batch_size
     batches = [indices[i:i + bs] for i in range(0, len(indices), bs)]
-    predictor = Predictor(net, cfg)
+    if predictor is None:
+        predictor = Predictor(net, cfg)
+    else:
+        predictor.reuse()
     matrix = ConfusionMatrix(cfg.model.num_classes, cfg.data.ignore_label)
     show = Path(show_dir) if show_dir is not None else None
     class_names, palette = cfg.class_names, full_palette(cfg.data.palette)
@@ -181,8 +187,17 @@ def run_evaluation(cfg: Config, checkpoint: Optional[PathLike], out: Optional[Pa
     ``threads`` threads (``backend="onnxruntime"``, one file per input size). Returns the results on rank 0,
     ``None`` elsewhere.
     """
+    from ..engine.trainer import refuse_run_file
+
     ctx = init_distributed(cfg)
     eval_pairs(cfg)  # a wrong list fails now, not after the network is built
+    out = Path(out) if out is not None else Path(cfg.runtime.work_dir) / "eval_results.json"
+    if ctx.is_main:  # an unwritable output fails now, not after the evaluation
+        refuse_run_file(out, "--out")
+        ensure_writable_file(out, "--out")
+        if show_dir is not None:
+            ensure_writable_dir(show_dir, "--show-dir")
+        ensure_writable_dir(cfg.runtime.work_dir, "work dir")  # for eval.log, a name no training writes
     logger = setup_runtime(cfg, ctx.rank, ctx.world_size, verbose, log_name="eval.log")
     net = build_runner(cfg, backend, checkpoint, models, threads)
     reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
@@ -190,7 +205,6 @@ def run_evaluation(cfg: Config, checkpoint: Optional[PathLike], out: Optional[Pa
     if ctx.is_main:
         if backend != "mindspore":
             results["model"] = [str(Path(m).resolve()) for m in models]
-        out = Path(out) if out is not None else Path(cfg.runtime.work_dir) / "eval_results.json"
         write_results(out, results, checkpoint, to_dict(cfg))
         print(format_results(results), flush=True)
         t = results["timing"]

@@ -25,6 +25,7 @@ from ..progress import track
 from ..fileio import write_json_atomic
 from ..runtime import get_logger, setup_runtime
 from ..visualization import full_palette, legend, overlay, present_classes, save_image, save_mask
+from ..workdir import ensure_writable_dir
 from .predictor import Predictor
 from .runners import build_runner
 from .streams import check_video_output, chunked, is_stream, open_capture, predict_video
@@ -171,6 +172,7 @@ def run_prediction(cfg: Config, checkpoint: Optional[PathLike], source: PathLike
     if out_dir is None:
         raise DataError(f"{source}: images are written as masks: give --out-dir DIR (--out-video is for videos)")
     paths = collect_inputs(source)
+    ensure_writable_dir(out_dir, "--out-dir")  # before the network is built and the images are read
     logger = setup_runtime(cfg, verbose=verbose, log_name=None)
     predictor = Predictor(build_runner(cfg, backend, checkpoint, models, threads), cfg)
     summary = predict_images(predictor, paths, out_dir, cfg.class_names, with_overlay,

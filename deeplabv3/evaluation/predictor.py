@@ -121,8 +121,13 @@ class NetworkRunner:
         self.net.set_train(False)
         self.output_stride = output_stride_of(net)
 
+    compiled = 0  # graphs compiled by every instance in this process, see Predictor.compiled_graphs()
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.net(ms.Tensor(batch)).asnumpy()
+        graphs = len(self.net.compile_cache)
+        probs = self.net(ms.Tensor(batch)).asnumpy()
+        NetworkRunner.compiled += len(self.net.compile_cache) - graphs
+        return probs
 
     def check_sizes(self, sizes: Sequence[int]) -> None:
         """A network takes every size."""
@@ -250,6 +255,19 @@ class Predictor:
         self.timer = StageTimer()
 
     # ------------------------------------------------------------------------------------------- public API
+
+    def reuse(self) -> None:
+        """Start another pass over images: inference mode again (a training may have switched the network back
+        to training in between) and fresh stage timings; the compiled graphs are kept."""
+        if isinstance(self.runner, NetworkRunner):
+            self.runner.net.set_train(False)
+        self.timer.reset()
+
+    @classmethod
+    def compiled_graphs(cls) -> int:
+        """Graphs every predictor of this process has compiled so far (one per input shape and predictor in graph
+        mode, 0 in PyNative): a count that grows with repeated evaluations means they do not reuse a predictor."""
+        return NetworkRunner.compiled
 
     def settings(self) -> Dict[str, object]:
         """The inference settings in effect (for results files)."""

@@ -31,7 +31,7 @@ import numpy as np
 from mindspore import nn
 
 from ..errors import UserError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, file_mode
 from ..runtime import get_logger
 
 PathLike = Union[str, os.PathLike]
@@ -109,6 +109,9 @@ def read_checkpoint(path: PathLike) -> Dict[str, Union[np.ndarray, str]]:
     Training checkpoints come back whole, optimizer state and loop counters included, for a resume to use.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a directory; give a .ckpt file in it, e.g. "
+                              f"{path / 'best.ckpt'} or a file of {path / 'checkpoints'}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}; check the path (relative paths start from the "
                               f"current directory {Path.cwd()})")
@@ -211,11 +214,12 @@ def _mismatch_error(source: str, source_format: str, missing: List[str], unexpec
 
 
 def load_params(net: nn.Cell, entries: Mapping[str, Any], strict: bool = True, ignore_head_mismatch: bool = False,
-                source: str = "parameters") -> LoadReport:
+                source: str = "parameters", log_summary: bool = True) -> LoadReport:
     """Load named arrays (any known naming variant) into ``net``; see :func:`load_checkpoint`.
 
     ``entries`` may also be another network's parameters, ``{p.name: p for p in other.get_parameters()}``, e.g.
-    to evaluate a network at another output stride.
+    to evaluate a network at another output stride. ``log_summary=False`` leaves the summary line to a caller
+    that uses the rest of the entries (a resume restores the optimizer state this load ignores).
     """
     normalized = normalize_names(entries)
     params = normalized.params
@@ -255,7 +259,8 @@ def load_params(net: nn.Cell, entries: Mapping[str, Any], strict: bool = True, i
     if missing or unexpected:
         logger.warning("%s: non-strict load; %d network tensors missing (%s), %d checkpoint tensors unused (%s)",
                        source, len(missing), _first(missing), len(unexpected), _first(unexpected))
-    logger.info(report.summary())
+    if log_summary:
+        logger.info(report.summary())
     return report
 
 
@@ -286,10 +291,12 @@ def save_checkpoint_atomic(obj: Union[nn.Cell, List[Dict[str, Any]]], path: Path
         staged = tmp.with_name(tmp.name + ".ckpt")
         try:
             ms.save_checkpoint(obj, str(staged), append_dict=append_dict)
+            os.chmod(staged, file_mode())  # MindSpore makes its files read-only for the owner alone
             os.replace(staged, tmp)
         finally:
-            if staged.exists():
-                staged.unlink()
+            for leftover in (staged, staged.with_suffix(".tmp")):  # MindSpore writes <name>.tmp, then renames
+                if leftover.exists():
+                    leftover.unlink()
     return path
 
 
