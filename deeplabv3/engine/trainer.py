@@ -48,6 +48,7 @@ from ..runtime import setup_runtime
 from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
                             restore_parameters, save_best, save_training_checkpoint)
 from ..distributed import init_distributed
+from ..distributed.buffers import average_across_ranks
 from .loop_state import LoopState
 from .losses import build_loss
 from .monitor import METRICS, TrainMonitor, truncate_metrics
@@ -161,6 +162,9 @@ class Trainer:
         self.checkpoint_params: List[ms.Parameter] = [
             *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
+        trained = {p.name for p in self.net.trainable_params()}
+        self.statistics = [p for p in self.net.get_parameters() if p.name not in trained]
+        self._statistics_synced_at = -1
 
     # ------------------------------------------------------------------------------------------------ set-up
 
@@ -273,6 +277,7 @@ class Trainer:
         from ..evaluation.evaluator import evaluate
 
         ctx, state = self.ctx, self.state
+        self._sync_statistics()
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
         results = evaluate(self.train_net, self.cfg, ctx.rank, ctx.world_size, reduce_fn, progress=False)
         self.train_net.set_train(True)
@@ -285,7 +290,15 @@ class Trainer:
                                  self.work_dir / "best.ckpt")
         monitor.evaluation(state.step, results, state.best_metric if state.best_step >= 0 else None)
 
+    def _sync_statistics(self) -> None:
+        """Every rank's BatchNorm statistics become their across-rank mean (see :mod:`deeplabv3.distributed.buffers`),
+        so what is evaluated and saved is one model."""
+        if self._statistics_synced_at != self.state.step:
+            average_across_ranks(self.ctx, self.statistics)
+            self._statistics_synced_at = self.state.step
+
     def _save(self) -> Optional[Path]:
+        self._sync_statistics()
         if not self.ctx.is_main:
             return None
         path = save_training_checkpoint(self.work_dir, self.checkpoint_params, self.state,
