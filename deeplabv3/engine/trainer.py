@@ -17,10 +17,8 @@ Steps and epochs
 Exact resume
     A checkpoint holds the weights, the optimizer's moments and step counter (hence the LR), the loss-scale state,
     the loop counters and where the data stream continues. With ``train.deterministic_data`` a run stopped at step
-    k and resumed to step n ends with the same parameters as an uninterrupted n-step run, bit for bit, provided the
-    network draws no random numbers itself: MindSpore's CPU dropout keeps its generator inside the kernel, where
-    no checkpoint can reach it, so with ``model.dropout > 0`` the resumed run is a statistically equivalent
-    continuation whose dropout masks differ from the uninterrupted run's.
+    k and resumed to step n ends with the same parameters as an uninterrupted n-step run, bit for bit, dropout
+    included: its masks are a function of (``runtime.seed``, micro-batch, rank) (:mod:`deeplabv3.models.dropout`).
 
 Interruption
     SIGINT or SIGTERM lets the current step finish, saves a checkpoint and returns (a second signal stops at once).
@@ -44,6 +42,7 @@ from ..config import Config, check_training, config_warnings, dump_yaml, key_err
 from ..data.pipeline import build_train_dataset, steps_per_epoch
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
+from ..models.dropout import DropoutKeys
 from ..runtime import setup_runtime
 from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
                             restore_parameters, save_best, save_training_checkpoint)
@@ -156,8 +155,9 @@ class Trainer:
         reducer = getattr(ctx, "grad_reducer", None)
         if ctx.world_size > 1 and reducer is None:
             raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
+        keys = DropoutKeys(self.net, cfg.runtime.seed, ctx.rank)
         self.step_fn = TrainStep(self.train_net, build_loss(cfg.data.ignore_label), optimizer, cfg.loss_scale,
-                                 self.accum, reducer)
+                                 self.accum, reducer, lambda i: keys(self.state.step * self.accum + i))
         wanted = set(state_names(optimizer))
         self.checkpoint_params: List[ms.Parameter] = [
             *self.net.get_parameters(), *(p for p in optimizer.get_parameters() if p.name in wanted),
