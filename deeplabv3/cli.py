@@ -2,12 +2,16 @@
 
 User errors (:class:`~deeplabv3.errors.UserError`: bad config keys, missing or corrupt files, checkpoint
 mismatches, launch problems) end the tool with status 2 and a one-paragraph message instead of a traceback.
+SIGINT and SIGTERM stop a tool cleanly (training saves first; see :mod:`deeplabv3.engine.trainer`): it says
+"interrupted" and exits with 128 + the signal number, 130 or 143, as a shell reports a process the signal ended.
 """
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
-from typing import Callable, Optional, Sequence
+import threading
+from typing import Any, Callable, Optional, Sequence
 
 from .config import Config, load_config
 from .errors import UserError
@@ -34,13 +38,29 @@ def format_user_error(exc: BaseException) -> str:
     return f"error: {str(exc).strip() or type(exc).__name__}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal other than SIGINT (which Python raises as a plain ``KeyboardInterrupt``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None) -> int:
-    """Run a tool's ``main``; user errors become a short message on stderr and exit status 2."""
+    """Run a tool's ``main``; user errors become a short message on stderr and exit status 2, SIGINT and SIGTERM
+    "interrupted" and 130 / 143."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(main(argv) or 0)
     except UserError as exc:
         print(format_user_error(exc), file=sys.stderr)
         return USER_ERROR_EXIT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"interrupted ({signal.Signals(signum).name})", file=sys.stderr)
+        return 128 + signum

@@ -17,6 +17,7 @@ Cluster formation is bounded by ``MS_TOPO_TIMEOUT`` and each collective by ``MS_
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ SCHEDULER_LOG = "scheduler.log"
 _SCHED_PARENT_ENV = "DEEPLABV3_SCHEDULER_PARENT"
 _SCHED_GRACE_ENV = "DEEPLABV3_SCHEDULER_GRACE"
 _LAUNCHER_VARS = ("OMPI_", "PMIX_", "RANK_TABLE_FILE")
+NODE_RANK_ENV = "DEEPLABV3_NODE_RANK"  # scripts/run_msrun.sh's NODE_RANK, seen by msrun's scheduler
 
 
 def join_cluster(cfg: Config, launch: Launch, timeout: int) -> None:
@@ -72,6 +74,8 @@ def _set_device(cfg: Config, launch: Launch) -> None:
 
 
 def _mindspore_init(launch: Launch, what: str) -> None:
+    if launch.role == "scheduler":  # it waits inside init() for the whole job: a stop signal must end it there
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         init()
     except RuntimeError as exc:
@@ -150,6 +154,10 @@ def _wait_for_listener(host: str, port: int, timeout: float, scheduler: Optional
 def _msrun_rendezvous(launch: Launch, timeout: int) -> None:
     """msrun's scheduler checks its port is free; its workers wait until it listens before ``init()``."""
     host, port = os.environ.get("MS_SCHED_HOST", "127.0.0.1"), int_env(os.environ, "MS_SCHED_PORT")
+    if launch.role == "scheduler" and int_env(os.environ, NODE_RANK_ENV, 0) > 0:
+        # msrun starts a scheduler on every host that owns MASTER_ADDR -- on each "node" when several share one
+        # host. Node 0's serves the job.
+        sys.exit(0)
     if launch.role == "scheduler":
         check_port_free(host, port, "msrun --master_port")
     else:

@@ -21,9 +21,11 @@ Exact resume
     included: its masks are a function of (``runtime.seed``, micro-batch, rank) (:mod:`deeplabv3.models.dropout`).
 
 Interruption
-    SIGINT or SIGTERM lets the current step finish, saves a checkpoint and returns (a second signal stops at once).
-    Across ranks the stop is agreed on with one small all-reduce every ``train.log_interval`` steps, so every rank
-    stops at the same step.
+    SIGINT or SIGTERM lets the current step finish, saves a checkpoint and returns; ``tools/train.py`` then exits
+    with 128 + the signal number (130, 143). A second signal more than a few seconds later stops at once (one
+    Ctrl-C often arrives twice: from the terminal to the whole process group, and forwarded by the launcher).
+    Across ranks the stop is agreed on with one small all-reduce after every step: a signal to any rank stops every
+    rank at the same step, within one step, and rank 0 saves once before any rank exits.
 """
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ from ..models.dropout import DropoutKeys
 from ..runtime import setup_runtime
 from .checkpointing import (checkpoint_dir, latest_checkpoint, periodic_checkpoints, remove_stale_temp_files,
                             restore_parameters, save_best, save_training_checkpoint)
-from ..distributed import init_distributed
+from ..distributed import DistributedError, init_distributed
 from ..distributed.buffers import average_across_ranks
 from .loop_state import LoopState
 from .losses import build_loss
@@ -72,22 +74,33 @@ class TrainResult:
 
 
 class StopSignals:
-    """SIGINT/SIGTERM set a flag the loop polls; a second signal raises ``KeyboardInterrupt`` at once."""
+    """SIGINT/SIGTERM set a flag the loop polls; a second signal after :attr:`REPEAT_AFTER` seconds raises
+    ``KeyboardInterrupt`` at once (an earlier one is the same interruption delivered twice)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_AFTER = 3.0
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
+        self._received = 0.0
         self._previous: List[Any] = []
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+            if time.monotonic() - self._received > self.REPEAT_AFTER:
+                raise KeyboardInterrupt
+            return
+        self.signum, self._received = signum, time.monotonic()
 
     def __enter__(self) -> "StopSignals":
         self._previous = [signal.signal(s, self._handle) for s in self.SIGNALS]
         return self
+
+    def rearm(self) -> None:
+        """Take the signals back: MindSpore's runtime installs a SIGINT handler of its own (which turns SIGINT into
+        SIGTERM) when it first runs a graph."""
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, previous in zip(self.SIGNALS, self._previous):
@@ -194,9 +207,13 @@ class Trainer:
         # The iterator counts the skipped epochs too, and a resumed pipeline needs a finite epoch count.
         epochs = math.ceil(self.total_steps * self.accum / self.batches_per_epoch)
         iterator = dataset.create_tuple_iterator(num_epochs=epochs)
-        for _ in range(epochs - self.state.data_epoch):  # each pass over the iterator is one epoch
-            for images, labels in iterator:
-                yield images, labels
+
+        def stream() -> Iterator[Tuple[ms.Tensor, ms.Tensor]]:
+            for _ in range(epochs - self.state.data_epoch):  # each pass over the iterator is one epoch
+                for images, labels in iterator:
+                    yield images, labels
+
+        return stream()
 
     # --------------------------------------------------------------------------------------------- the loop
 
@@ -222,13 +239,17 @@ class Trainer:
             while self.state.step < self.total_steps:
                 signum = self._agreed_stop(stop)
                 if signum:
-                    logger.warning("signal %d: stopping at step %d", signum, self.state.step)
+                    logger.warning("interrupted by %s: stopping at step %d", signal.Signals(signum).name,
+                                   self.state.step)
                     if saved_at != self.state.step:
                         checkpoint = self._save()
+                    if ctx.world_size > 1:
+                        ctx.barrier()  # no rank exits (which makes launchers stop the job) before rank 0 has saved
                     if ctx.is_main:
                         logger.info("checkpoint %s saved; continue with --resume", checkpoint)
                     return self._result(checkpoint, signum)
                 self._train_step(batches, monitor)
+                stop.rearm()
                 step = self.state.step
                 if self._eval_due(step):  # before saving, so the checkpoint knows the best metric
                     self._evaluate(monitor)
@@ -257,15 +278,13 @@ class Trainer:
                      self.step_fn.compiled_graphs())
 
     def _agreed_stop(self, stop: StopSignals) -> int:
-        """The stop signal, once every rank knows of one (checked every log interval when distributed)."""
+        """The signal some rank received (the lowest rank's), the same on every rank; 0 if none did."""
         if self.ctx.world_size == 1:
             return stop.signum or 0
-        if self.state.step % self.cfg.train.log_interval:
-            return 0
-        flags = self.ctx.allreduce_sum(np.array([1.0 if stop.signum else 0.0], dtype=np.float64))
-        if flags[0] > 0:
-            return stop.signum or int(signal.SIGTERM)
-        return 0
+        received = np.zeros(self.ctx.world_size, np.int64)
+        received[self.ctx.rank] = stop.signum or 0
+        received = self.ctx.allreduce_sum(received)
+        return int(received[np.flatnonzero(received)[0]]) if received.any() else 0
 
     def _eval_due(self, step: int) -> bool:
         train = self.cfg.train
@@ -330,8 +349,9 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
             logger.info("removed %s, left by an interrupted writer", path)
     trainer = Trainer(cfg, ctx, logger)
     result = trainer.run(resume_path)
-    if ctx.world_size > 1:
-        ctx.check_replicas(trainer.net.trainable_params())
+    if ctx.world_size > 1 and not ctx.check_replicas(trainer.net.trainable_params()):
+        raise DistributedError("the ranks ended with different weights (see the error above), so the job failed: "
+                               "the checkpoints hold rank 0's copy only")
     ctx.finalize()  # every rank waits for the others, then communication ends (a failing rank never gets here)
     return result
 
