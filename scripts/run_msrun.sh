@@ -53,7 +53,14 @@ msrun_workers() {
 }
 
 echo "msrun: node $node_rank of $nodes, $n of $((n * nodes)) workers, scheduler $master:$port, logs in $log_dir"
-msrun='import sys; from mindspore.parallel.cluster.run import main; sys.argv[0] = "msrun"; sys.exit(main())'
+# msrun reports a failed (or stopped) worker with a traceback of its own: one line instead.
+msrun='import sys
+from mindspore.parallel.cluster.run import main
+sys.argv[0] = "msrun"
+try:
+    sys.exit(main())
+except RuntimeError as exc:
+    sys.exit(f"msrun: {exc}")'
 run_supervised msrun_workers "$python" -c "$msrun" \
     --worker_num="$((n * nodes))" --local_worker_num="$n" --node_rank="$node_rank" --master_addr="$master" \
     --master_port="$port" --join=True --cluster_time_out="$timeout" --log_dir="$log_dir" \

@@ -107,12 +107,13 @@ def test_mpirun_with_accumulation_compiles_once(job):
 
 
 def test_without_gradient_reduction_the_ranks_diverge(job):
-    """The negative control: the same launch with the reduction switched off fails both checks."""
+    """The negative control: the same launch with the reduction switched off fails both checks, and the job."""
     work_dir = job.root / "unreduced"
     done = run_launch([SCRIPTS / "run_mpirun.sh", 2, job.config, "--work-dir", work_dir], 180,
                       env={"DEEPLABV3_SKIP_GRAD_REDUCTION": "1"})
-    assert done.returncode == 0, done.stdout[-4000:]
+    assert done.returncode != 0, done.stdout[-4000:]
     assert "the trained parameters of rank(s) 1 differ from rank 0's" in done.stdout and IDENTICAL not in done.stdout
+    assert "error: the ranks ended with different weights" in done.stdout
     assert max_abs_diff(network_params(last_checkpoint(work_dir)), job.reference) > 100 * TOLERANCE
 
 

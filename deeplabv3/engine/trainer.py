@@ -71,6 +71,16 @@ class TrainResult:
     checkpoint: Optional[Path]
     best_metric: Optional[float]
     interrupted_by: Optional[int] = None
+    launcher: str = "single"
+
+    @property
+    def exit_status(self) -> int:
+        """0, or 128 + the stop signal. msrun workers exit 0 after a clean stop: msrun takes any other status for a
+        crash and SIGKILLs the other workers before they leave the cluster, which leaves its scheduler waiting for
+        them; ``scripts/run_msrun.sh`` reports the signal instead."""
+        if self.interrupted_by is None or self.launcher == "msrun":
+            return 0
+        return 128 + self.interrupted_by
 
 
 class StopSignals:
@@ -353,6 +363,7 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
         raise DistributedError("the ranks ended with different weights (see the error above), so the job failed: "
                                "the checkpoints hold rank 0's copy only")
     ctx.finalize()  # every rank waits for the others, then communication ends (a failing rank never gets here)
+    result.launcher = ctx.launcher
     return result
 
 
