@@ -39,12 +39,12 @@ children_of() {
     cat "/proc/$1/task/"*/children 2>/dev/null || true
 }
 
-# run_supervised SELECT CMD...: run the launcher CMD in a session of its own and wait for it. A Ctrl-C on the
+# run_supervised SELECT CMD...: run the launcher CMD in a session of its own and wait for it; its status is left in
+# supervised_status. A Ctrl-C on the
 # terminal then reaches this script only, and INT/TERM sent to it are forwarded, as the same signal, to the ranks
 # that "SELECT <launcher pid>" prints (to CMD itself when it prints none): the ranks agree on the stop, rank 0
 # saves, and the launcher ends once they have, instead of killing them first (OpenMPI SIGKILLs ranks 1 s after
-# its own SIGTERM, msrun SIGKILLs its workers on Ctrl-C). Exits with CMD's status, or 128 + the first signal's
-# number.
+# its own SIGTERM, msrun SIGKILLs its workers on Ctrl-C). After a signal it exits 128 + the first one's number.
 run_supervised() {
     supervised_select="$1"
     shift
@@ -56,14 +56,13 @@ run_supervised() {
     while kill -0 "$supervised_pid" 2>/dev/null; do
         wait "$supervised_pid" 2>/dev/null || true
     done
-    local status=0
-    wait "$supervised_pid" 2>/dev/null || status=$?
+    supervised_status=0
+    wait "$supervised_pid" 2>/dev/null || supervised_status=$?
     trap - INT TERM
     if [ -n "$supervised_signal" ]; then
         echo "interrupted (SIG$supervised_signal): the ranks stopped; continue with --resume" >&2
         exit $((128 + $(kill -l "$supervised_signal")))
     fi
-    exit "$status"
 }
 
 supervised_forward() {

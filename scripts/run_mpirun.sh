@@ -29,3 +29,4 @@ else
 fi
 # shellcheck disable=SC2086  # MPIRUN_ARGS is a list of flags
 run_supervised children_of mpirun "${flags[@]}" ${MPIRUN_ARGS:-} "$python" "$tool" --config "$config" "$@"
+exit "$supervised_status"

@@ -65,3 +65,7 @@ run_supervised msrun_workers "$python" -c "$msrun" \
     --worker_num="$((n * nodes))" --local_worker_num="$n" --node_rank="$node_rank" --master_addr="$master" \
     --master_port="$port" --join=True --cluster_time_out="$timeout" --log_dir="$log_dir" \
     "$tool" --config "$config" "$@"
+if [ "$supervised_status" != 0 ]; then  # the workers' own error messages, which msrun does not show
+    grep -h '^error: ' "$log_dir"/worker_*.log 2>/dev/null | sort -u >&2 || true
+fi
+exit "$supervised_status"

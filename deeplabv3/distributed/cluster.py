@@ -80,8 +80,13 @@ def _mindspore_init(launch: Launch, what: str) -> None:
         init()
     except RuntimeError as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), str(exc))
+        missing = ""
+        if launch.launcher == "msrun":
+            missing = (f"; not all {launch.world_size} workers of the job joined in time: a rank or a node never "
+                       f"started (several hosts: run scripts/run_msrun.sh on each, with the same NODES, MASTER_ADDR "
+                       f"and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
         raise DistributedError(f"rank {launch.rank}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
-                               f"{os.environ.get('MS_TOPO_TIMEOUT')} s)") from None
+                               f"{os.environ.get('MS_TOPO_TIMEOUT')} s){missing}") from None
     if launch.role == "scheduler":
         sys.exit(0)  # msrun's scheduler has served the whole job by the time init() returns
     if launch.launcher != "msrun" and (get_rank(), get_group_size()) != (launch.rank, launch.world_size):
