@@ -1,5 +1,6 @@
 """Stop signals under every launcher, 2 processes on 127.0.0.1: every rank stops, rank 0 saves once, nothing of the
-job survives it, the exit status is 128 + the signal, and ``--resume`` continues bit-identically.
+job survives it, the exit status is 128 + the signal, and ``--resume`` continues bit-identically; evaluation stops
+cleanly.
 
 A Ctrl-C is simulated as the terminal sends it: SIGINT to the whole process group of the launch command.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import List
@@ -18,6 +20,7 @@ from conftest import REPO
 from distributed_helpers import (SCRIPTS, descendants, last_checkpoint, launch_env, limited, max_abs_diff,
                                  network_params, run_launch, wait_for_text, write_mindrecord, write_scenes,
                                  write_tiny_config)
+from engine_helpers import signal_when
 from deeplabv3.distributed import rank_table
 
 MANY_STEPS = 100000
@@ -98,3 +101,21 @@ def test_a_stop_signal_stops_every_rank_and_resume_continues(config, tmp_path, l
         assert straight.returncode == 0, straight.stdout[-3000:]
         assert max_abs_diff(network_params(last_checkpoint(work)),
                             network_params(last_checkpoint(tmp_path / "straight"))) == 0.0
+
+
+def test_evaluation_stops_cleanly_on_sigterm(tmp_path):
+    """tools/eval.py on a long list: SIGTERM mid-way says "interrupted", writes no results, exits 143."""
+    data = tmp_path / "data"
+    lines = write_scenes(data, [40, 37, 45])
+    eval_list = data / "val.txt"
+    eval_list.write_text("".join(f"{line}\n" for line in lines * 300), encoding="utf-8")
+    config = write_tiny_config(tmp_path / "tiny.yaml", write_mindrecord(data, "train", lines), 2, 1)
+    done = run_launch([SCRIPTS / "run_standalone.sh", config, "--work-dir", tmp_path / "work"], 120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    checkpoint = last_checkpoint(tmp_path / "work")
+    cmd = [sys.executable, REPO / "tools" / "eval.py", "--config", config, "--checkpoint", checkpoint, "--set",
+           f"data.eval.list={eval_list}", "eval.crop_size=33", "--out", tmp_path / "results.json"]
+    status, rest = signal_when(list(map(str, cmd)), "evaluating 900 of 900 images", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, rest[-3000:]
+    assert "interrupted (SIGTERM)" in rest and "Traceback" not in rest
+    assert not (tmp_path / "results.json").exists()
