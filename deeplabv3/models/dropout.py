@@ -54,9 +54,9 @@ class SeededDropout(nn.Cell):
         if not self.training or self.keep_prob == 1.0:
             return x
         index = ops.arange(0, x.size, dtype=ms.int32).astype(ms.uint32).reshape(x.shape)
-        bits = ops.bitwise_right_shift(lowbias32(ops.bitwise_xor(index, self.key)), Tensor(8, ms.uint32))
-        keep = bits.astype(ms.int32) < self.threshold
-        return x * keep.astype(x.dtype) * (1.0 / self.keep_prob)
+        # (h >> 8) < threshold, as h < threshold * 2**8: one pass less over the tensor
+        keep = lowbias32(ops.bitwise_xor(index, self.key)) < Tensor(self.threshold << 8, ms.uint32)
+        return x * (keep.astype(x.dtype) * (1.0 / self.keep_prob))
 
 
 def dropout_key(seed: int, counter: int, rank: int, layer: int) -> int:
