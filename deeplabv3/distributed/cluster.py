@@ -85,7 +85,8 @@ def _mindspore_init(launch: Launch, what: str) -> None:
             missing = (f"; not all {launch.world_size} workers of the job joined in time: a rank or a node never "
                        f"started (several hosts: run scripts/run_msrun.sh on each, with the same NODES, MASTER_ADDR "
                        f"and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
-        raise DistributedError(f"rank {launch.rank}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
+        who = "msrun's scheduler" if launch.role == "scheduler" else f"rank {launch.rank}"
+        raise DistributedError(f"{who}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
                                f"{os.environ.get('MS_TOPO_TIMEOUT')} s){missing}") from None
     if launch.role == "scheduler":
         sys.exit(0)  # msrun's scheduler has served the whole job by the time init() returns
