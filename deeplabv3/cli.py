@@ -4,13 +4,17 @@ User errors (:class:`~deeplabv3.errors.UserError`: bad config keys, missing or c
 mismatches, launch problems, and file-system faults such as a full or read-only disk) end the tool with status 2
 and a one-paragraph message instead of a traceback. Every fatal error, user error or not, also goes to the run's
 log file when one is open (``train.log``, ``eval.log``), so the work dir records why the run stopped.
+SIGINT and SIGTERM stop a tool cleanly (training saves first; see :mod:`deeplabv3.engine.trainer`): it says
+"interrupted" and exits with 128 + the signal number, 130 or 143, as a shell reports a process the signal ended.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
-from typing import Callable, Optional, Sequence
+import threading
+from typing import Any, Callable, Optional, Sequence
 
 from .config import Config, load_config
 from .errors import UserError
@@ -39,16 +43,33 @@ def format_user_error(exc: BaseException) -> str:
     return f"error: {str(exc).strip() or type(exc).__name__}"
 
 
+class Interrupted(KeyboardInterrupt):
+    """A stop signal other than SIGINT (which Python raises as a plain ``KeyboardInterrupt``)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Optional[Sequence[str]] = None) -> int:
-    """Run a tool's ``main``; user errors become a short message on stderr and exit status 2."""
+    """Run a tool's ``main``; user errors become a short message on stderr and exit status 2, SIGINT and SIGTERM
+    "interrupted" and 130 / 143."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         return int(main(argv) or 0)
     except UserError as exc:
         return _user_error(exc)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        log_to_files(logging.ERROR, "interrupted")
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        message = f"interrupted ({signal.Signals(signum).name})"
+        print(message, file=sys.stderr)
+        log_to_files(logging.ERROR, message)
+        return 128 + signum
     except Exception as exc:
         converted = file_system_error(exc) if isinstance(exc, OSError) else exc
         if converted is not exc:  # a full or read-only disk, a path that is a file: the user's to fix

@@ -33,3 +33,42 @@ require_n_and_config() {
     n="$1"
     config="$2"
 }
+
+# The direct children of process $1.
+children_of() {
+    cat "/proc/$1/task/"*/children 2>/dev/null || true
+}
+
+# run_supervised SELECT CMD...: run the launcher CMD in a session of its own and wait for it; its status is left in
+# supervised_status. A Ctrl-C on the
+# terminal then reaches this script only, and INT/TERM sent to it are forwarded, as the same signal, to the ranks
+# that "SELECT <launcher pid>" prints (to CMD itself when it prints none): the ranks agree on the stop, rank 0
+# saves, and the launcher ends once they have, instead of killing them first (OpenMPI SIGKILLs ranks 1 s after
+# its own SIGTERM, msrun SIGKILLs its workers on Ctrl-C). After a signal it exits 128 + the first one's number.
+run_supervised() {
+    supervised_select="$1"
+    shift
+    setsid "$@" &
+    supervised_pid=$!
+    supervised_signal=""
+    trap 'supervised_forward INT' INT
+    trap 'supervised_forward TERM' TERM
+    while kill -0 "$supervised_pid" 2>/dev/null; do
+        wait "$supervised_pid" 2>/dev/null || true
+    done
+    supervised_status=0
+    wait "$supervised_pid" 2>/dev/null || supervised_status=$?
+    trap - INT TERM
+    if [ -n "$supervised_signal" ]; then
+        echo "interrupted (SIG$supervised_signal): the ranks stopped; continue with --resume" >&2
+        exit $((128 + $(kill -l "$supervised_signal")))
+    fi
+}
+
+supervised_forward() {
+    [ -n "$supervised_signal" ] || supervised_signal="$1"
+    local targets
+    targets="$("$supervised_select" "$supervised_pid")"
+    # shellcheck disable=SC2086  # a list of pids
+    kill -s "$1" ${targets:-$supervised_pid} 2>/dev/null || true
+}

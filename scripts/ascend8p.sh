@@ -5,7 +5,9 @@
 #        bash scripts/ascend8p.sh rank_table_8p.json configs/deeplabv3_s16_r101_vocaug.yaml --work-dir work_dirs/s16
 # Exports RANK_TABLE_FILE, RANK_SIZE, DEVICE_NUM and, per process, DEVICE_ID and RANK_ID; logs go to
 # <work dir>/logs/rank_<rank>.log. If a rank fails, the others are stopped; the exit status is non-zero if any rank
-# failed, and every rank's status is reported.
+# failed, and every rank's status is reported. Ctrl-C (SIGINT) or SIGTERM to this script is forwarded to the ranks
+# (each runs in a session of its own, so a terminal's Ctrl-C reaches them through this script only): every rank
+# stops at the same step, rank 0 saves, and the script exits 130 / 143 once all have.
 # Environment: DEVICE_TARGET (Ascend; CPU runs the same launch through MindSpore's dynamic cluster, on
 #   MS_SCHED_PORT or a free port), TOOL (train | eval | path), PYTHON, SERVER_ID (this server in the table).
 set -euo pipefail
@@ -44,7 +46,7 @@ ranks=()
 devices=()
 while read -r rank device; do
     log="$log_dir/rank_$rank.log"
-    DEVICE_ID="$device" RANK_ID="$rank" "$python" "$tool" "${args[@]}" > "$log" 2>&1 &
+    DEVICE_ID="$device" RANK_ID="$rank" setsid "$python" "$tool" "${args[@]}" > "$log" 2>&1 &
     pids+=("$!")
     ranks+=("$rank")
     devices+=("$device")
@@ -58,7 +60,14 @@ stop_all() {  # signal every rank still running (never one already reaped: its p
         [ -n "${status[$i]:-}" ] || kill -"$1" "${pids[$i]}" 2>/dev/null || true
     done
 }
-trap 'echo "stopping all ranks"; stop_all TERM' INT TERM
+interrupted=""
+interrupt() {  # forward the signal; the ranks agree on the stop and rank 0 saves
+    [ -n "$interrupted" ] || interrupted="$1"
+    echo "SIG$1: stopping all ranks (rank 0 saves first)"
+    stop_all "$1"
+}
+trap 'interrupt INT' INT
+trap 'interrupt TERM' TERM
 trap 'stop_all KILL' EXIT  # never leave a rank behind, whatever ends this script
 
 failed=""
@@ -70,7 +79,7 @@ while [ "$finished" -lt "${#pids[@]}" ]; do
         wait "${pids[$i]}" || code=$?
         status[$i]="$code"
         finished=$((finished + 1))
-        if [ "$code" != 0 ] && [ -z "$failed" ]; then
+        if [ "$code" != 0 ] && [ -z "$failed" ] && [ -z "$interrupted" ]; then
             failed="$i"
             failed_at=$SECONDS
             echo "rank ${ranks[$i]} exited with status $code; stopping the other ranks" \
@@ -82,7 +91,7 @@ while [ "$finished" -lt "${#pids[@]}" ]; do
     if [ -n "$failed" ] && [ $((SECONDS - failed_at)) -ge 10 ]; then
         stop_all KILL  # a rank stuck in a collective may not get to handle SIGTERM
     fi
-    sleep 0.5
+    sleep 0.5 || true  # a signal may end the sleep: the loop goes on until every rank has stopped
 done
 
 echo "exit status per rank:"
@@ -99,4 +108,7 @@ for i in "${!pids[@]}"; do
 done
 if [ -n "$failed" ]; then
     exit 1
+fi
+if [ -n "$interrupted" ]; then
+    exit $((128 + $(kill -l "$interrupted")))
 fi

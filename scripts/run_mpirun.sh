@@ -6,6 +6,8 @@
 # --set distributed.backend=mindspore, through MindSpore's dynamic cluster; on Ascend/GPU with MindSpore.
 # Environment: TOOL (train | eval | path), PYTHON, HOSTFILE (several hosts; default: this host over loopback),
 #   MPIRUN_ARGS (extra mpirun flags).
+# Ctrl-C (SIGINT) or SIGTERM to this script goes to the ranks of this host (mpirun itself would SIGKILL them 1 s
+# after its own SIGTERM): every rank stops at the same step, rank 0 saves, exit 130 / 143.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/_common.sh"
 require_n_and_config "$@"
@@ -26,4 +28,5 @@ else
     flags+=(--mca btl self,vader --mca oob_tcp_if_include lo)
 fi
 # shellcheck disable=SC2086  # MPIRUN_ARGS is a list of flags
-exec mpirun "${flags[@]}" ${MPIRUN_ARGS:-} "$python" "$tool" --config "$config" "$@"
+run_supervised children_of mpirun "${flags[@]}" ${MPIRUN_ARGS:-} "$python" "$tool" --config "$config" "$@"
+exit "$supervised_status"

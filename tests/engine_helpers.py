@@ -1,13 +1,17 @@
-"""Fixtures of the engine tests: a tiny MindRecord training set and the config of a seconds-long run."""
+"""Fixtures of the engine tests: a tiny MindRecord training set, the config of a seconds-long run, a run signalled
+at a given log line."""
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from conftest import TINY_MODEL
+from conftest import REPO, TINY_MODEL
 from deeplabv3.data.demo import render_scene
 from deeplabv3.data.mindrecord import build_mindrecord
 
@@ -81,3 +85,22 @@ def random_batch(n: int = 4, size: int = 8, num_classes: int = 4, seed: int = 0)
 def snapshot(params) -> dict:
     """Name -> copy of the value, for before/after comparisons."""
     return {p.name: p.asnumpy().copy() for p in params}
+
+
+def signal_when(cmd: Sequence[str], text: str, signum: int, seconds: float = 240) -> Tuple[int, str]:
+    """Run ``cmd`` (its stderr piped), send ``signum`` once a stderr line contains ``text`` (or after ``seconds``);
+    returns its exit status and the stderr that followed."""
+    proc = subprocess.Popen(list(cmd), cwd=REPO, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + seconds
+        for line in proc.stderr:
+            if text in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signum)
+        rest = proc.stderr.read()
+        return proc.wait(timeout=120), rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stderr.close()

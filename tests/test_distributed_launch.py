@@ -153,6 +153,24 @@ def test_make_rank_table_from_hccn_conf_and_validate(tmp_path):
     assert missing.returncode == 2 and "no address for device(s) [2, 3]" in " ".join(missing.stderr.split())
 
 
+def test_per_server_tables_merge_into_one_with_ranks_across_servers(tmp_path):
+    """Each server writes its own table; the merged one numbers the ranks across servers and lists each server's."""
+    for server, ips in (("10.0.0.1", ["192.168.100.101", "192.168.100.102"]),
+                        ("10.0.0.2", ["192.168.101.101", "192.168.101.102"])):
+        done = _tool("--device-ips", *ips, "--server-id", server, "--out", tmp_path / f"{server}.json")
+        assert done.returncode == 0, done.stderr
+    merged = tmp_path / "rank_table_4p.json"
+    done = _tool("--merge", tmp_path / "10.0.0.1.json", tmp_path / "10.0.0.2.json", "--out", merged)
+    assert done.returncode == 0 and "4 rank(s) on 2 server(s)" in done.stdout, done.stderr
+    entries = rank_table.validate(rank_table.load(merged))
+    assert [(e.rank, e.server_id, e.device_id) for e in entries] == [
+        (0, "10.0.0.1", 0), (1, "10.0.0.1", 1), (2, "10.0.0.2", 0), (3, "10.0.0.2", 1)]
+    listed = _tool("--validate", merged, "--ranks", "--server-id", "10.0.0.2")
+    assert listed.returncode == 0 and listed.stdout.split() == ["2", "0", "3", "1"]
+    twice = _tool("--merge", tmp_path / "10.0.0.1.json", tmp_path / "10.0.0.1.json", "--out", tmp_path / "x.json")
+    assert twice.returncode == 2 and "server_id 10.0.0.1 appears twice" in twice.stderr
+
+
 def test_busy_port_is_reported_with_the_fix():
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

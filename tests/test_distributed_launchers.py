@@ -19,6 +19,7 @@ from typing import Dict, List
 import numpy as np
 import pytest
 
+from conftest import REPO, free_port
 from distributed_helpers import (SCRIPTS, find_rank_process, last_checkpoint, launch_env, limited, max_abs_diff,
                                  network_params, run_launch, shard_order, wait_for_text, write_mindrecord,
                                  write_scenes, write_tiny_config)
@@ -109,12 +110,13 @@ def test_mpirun_with_accumulation_compiles_once(job):
 
 
 def test_without_gradient_reduction_the_ranks_diverge(job):
-    """The negative control: the same launch with the reduction switched off fails both checks."""
+    """The negative control: the same launch with the reduction switched off fails both checks, and the job."""
     work_dir = job.root / "unreduced"
     done = run_launch([SCRIPTS / "run_mpirun.sh", 2, job.config, "--work-dir", work_dir], 180,
                       env={"DEEPLABV3_SKIP_GRAD_REDUCTION": "1"})
-    assert done.returncode == 0, done.stdout[-4000:]
+    assert done.returncode != 0, done.stdout[-4000:]
     assert "the trained parameters of rank(s) 1 differ from rank 0's" in done.stdout and IDENTICAL not in done.stdout
+    assert "error: the ranks ended with different weights" in done.stdout
     assert max_abs_diff(network_params(last_checkpoint(work_dir)), job.reference) > 100 * TOLERANCE
 
 
@@ -190,3 +192,35 @@ def test_distributed_evaluation_equals_one_process_on_an_odd_list(job):
     assert np.asarray(one["confusion_matrix"]).sum() == sum(s * s for s in sizes)
     assert np.count_nonzero(one["confusion_matrix"]) > 1
     assert one["confusion_matrix"] == two["confusion_matrix"] and one["mIoU"] == two["mIoU"]
+
+
+def _msrun_node(job: Job, node_rank: int, port: int, work_dir: Path, *args: str) -> subprocess.Popen:
+    """One "host" of a 2-node msrun job on 127.0.0.1: one worker of two; node 0 also runs the scheduler."""
+    env = {"NODES": "2", "NODE_RANK": str(node_rank), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+           "LOG_DIR": str(work_dir.parent / f"{work_dir.name}_node{node_rank}_logs")}
+    return subprocess.Popen(limited([SCRIPTS / "run_msrun.sh", 1, job.config, "--work-dir", work_dir, *args], 240,
+                                    "INT"), cwd=REPO, env=launch_env(env), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_msrun_nodes_equal_one_process_on_the_global_batch(job):
+    work_dir = job.root / "two_nodes"
+    port = free_port()
+    nodes = [_msrun_node(job, rank, port, work_dir) for rank in range(2)]
+    outputs = [node.communicate(timeout=280)[0] for node in nodes]
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(out[-3000:] for out in outputs)
+    logs = "".join(p.read_text() for p in sorted(job.root.glob("two_nodes_node*_logs/worker_*.log")))
+    assert "worker_0.log" in outputs[0] and "worker_1.log" in outputs[1]  # node r runs global rank r
+    assert logs.count(IDENTICAL) == 2
+    _check_matches_reference(job, work_dir, logs)
+
+
+def test_a_node_that_never_joins_ends_the_job_within_the_timeout(job):
+    work_dir = job.root / "lonely_node"
+    start = time.monotonic()
+    node = _msrun_node(job, 0, free_port(), work_dir, "--set", "distributed.timeout=15")
+    output = node.communicate(timeout=280)[0]
+    elapsed = time.monotonic() - start
+    assert node.returncode != 0 and elapsed < 15 + 60, (node.returncode, elapsed, output[-3000:])
+    assert "error: rank 0: mindspore.communication.init() failed" in output, output[-3000:]
+    assert "not all 2 workers of the job joined in time: a rank or a node never started" in output

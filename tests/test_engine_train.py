@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from conftest import REPO, TINY_MODEL, run_tool
-from engine_helpers import run_overrides, snapshot, write_training_set
+from engine_helpers import run_overrides, signal_when, snapshot, write_training_set
 
 
 @pytest.fixture(scope="module")
@@ -105,20 +102,8 @@ def test_sigterm_saves_and_resume_continues_from_it(data, empty_config, tmp_path
     work = tmp_path / "work"
     overrides = run_overrides(mindrecord, work, 100000, ["train.log_interval=10"])
     cmd = [sys.executable, str(REPO / "tools" / "train.py"), "--config", str(empty_config), "--set", *overrides]
-    proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.monotonic() + 240
-        for line in proc.stderr:
-            if "step 20/" in line or time.monotonic() > deadline:
-                break
-        proc.send_signal(signal.SIGTERM)
-        rest = proc.stderr.read()
-        assert proc.wait(timeout=120) == 128 + signal.SIGTERM, rest
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
+    status, rest = signal_when(cmd, "step 20/", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, rest
     assert "Traceback" not in rest and "continue with --resume" in rest
     target = (work / "last_checkpoint").read_text().strip()
     stopped = int(target.split("_")[-1].split(".")[0])

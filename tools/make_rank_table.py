@@ -4,6 +4,10 @@
     python tools/make_rank_table.py --devices 0-3 --out rank_table_4p.json
     python tools/make_rank_table.py --device-ips 192.168.100.101 192.168.100.102 --server-id 10.0.0.1 --out t.json
     python tools/make_rank_table.py --validate rank_table_8p.json [--ranks]
+    python tools/make_rank_table.py --merge server0.json server1.json --out rank_table_16p.json
+
+Several servers: write each server's table on that server (--out), copy them to one place, --merge them in server
+order (ranks are renumbered to continue across servers), and give every server the merged table.
 
 --ranks prints "<rank> <device id>" for each rank the server (--server-id, else this host) runs; scripts/ascend8p.sh
 launches one process per line.
@@ -37,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--validate", metavar="FILE", help="check an existing rank table and summarise it")
     parser.add_argument("--ranks", action="store_true", help="with --validate: print '<rank> <device id>' lines of "
                                                              "this server's ranks")
+    parser.add_argument("--merge", nargs="+", metavar="TABLE", help="one table of these servers' tables, in order")
     parser.add_argument("--out", metavar="FILE", help="rank table to write")
     parser.add_argument("--devices", help="device ids, e.g. 0-7 (default: every device of --device-ips or hccn.conf)")
     parser.add_argument("--device-ips", nargs="+", metavar="IP", help="device IPs in device-id order (default: "
@@ -60,6 +65,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if not args.out:
         parser.error("give --out FILE to write a table, or --validate FILE to check one")
+    if args.merge:
+        table = rank_table.merge([rank_table.load(path) for path in args.merge])
+        path = rank_table.write(args.out, table)
+        print(f"{path}: {len(rank_table.validate(table))} rank(s) on {table['server_count']} server(s)")
+        return 0
     if args.device_ips:
         ids = parse_devices(args.devices) if args.devices else list(range(len(args.device_ips)))
         if len(ids) != len(args.device_ips):

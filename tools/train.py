@@ -35,7 +35,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.work_dir:
         cfg = replace(cfg, **{"runtime.work_dir": args.work_dir})
     result = train(cfg, args.resume, args.verbose)
-    return 128 + result.interrupted_by if result.interrupted_by else 0
+    return result.exit_status
 
 
 if __name__ == "__main__":

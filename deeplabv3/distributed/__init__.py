@@ -12,7 +12,8 @@ Setup, in the order a process meets it:
 What the ranks compute together:
 
 * :mod:`~deeplabv3.distributed.collectives` -- host sums, broadcasts, barriers (mpi4py or MindSpore);
-* :mod:`~deeplabv3.distributed.gradients` -- the across-rank gradient mean of each training step.
+* :mod:`~deeplabv3.distributed.gradients` -- the across-rank gradient mean of each training step;
+* :mod:`~deeplabv3.distributed.buffers` -- the across-rank mean of the BatchNorm statistics before evaluating/saving.
 
 ``python -m deeplabv3.distributed`` answers the shell launchers' questions (ports, config values).
 

@@ -17,6 +17,7 @@ Cluster formation is bounded by ``MS_TOPO_TIMEOUT`` and each collective by ``MS_
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ SCHEDULER_LOG = "scheduler.log"
 _SCHED_PARENT_ENV = "DEEPLABV3_SCHEDULER_PARENT"
 _SCHED_GRACE_ENV = "DEEPLABV3_SCHEDULER_GRACE"
 _LAUNCHER_VARS = ("OMPI_", "PMIX_", "RANK_TABLE_FILE")
+NODE_RANK_ENV = "DEEPLABV3_NODE_RANK"  # scripts/run_msrun.sh's NODE_RANK, seen by msrun's scheduler
 
 
 def join_cluster(cfg: Config, launch: Launch, timeout: int) -> None:
@@ -72,12 +74,20 @@ def _set_device(cfg: Config, launch: Launch) -> None:
 
 
 def _mindspore_init(launch: Launch, what: str) -> None:
+    if launch.role == "scheduler":  # it waits inside init() for the whole job: a stop signal must end it there
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
     try:
         init()
     except RuntimeError as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), str(exc))
-        raise DistributedError(f"rank {launch.rank}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
-                               f"{os.environ.get('MS_TOPO_TIMEOUT')} s)") from None
+        missing = ""
+        if launch.launcher == "msrun":
+            missing = (f"; not all {launch.world_size} workers of the job joined in time: a rank or a node never "
+                       f"started (several hosts: run scripts/run_msrun.sh on each, with the same NODES, MASTER_ADDR "
+                       f"and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
+        who = "msrun's scheduler" if launch.role == "scheduler" else f"rank {launch.rank}"
+        raise DistributedError(f"{who}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
+                               f"{os.environ.get('MS_TOPO_TIMEOUT')} s){missing}") from None
     if launch.role == "scheduler":
         sys.exit(0)  # msrun's scheduler has served the whole job by the time init() returns
     if launch.launcher != "msrun" and (get_rank(), get_group_size()) != (launch.rank, launch.world_size):
@@ -150,6 +160,10 @@ def _wait_for_listener(host: str, port: int, timeout: float, scheduler: Optional
 def _msrun_rendezvous(launch: Launch, timeout: int) -> None:
     """msrun's scheduler checks its port is free; its workers wait until it listens before ``init()``."""
     host, port = os.environ.get("MS_SCHED_HOST", "127.0.0.1"), int_env(os.environ, "MS_SCHED_PORT")
+    if launch.role == "scheduler" and int_env(os.environ, NODE_RANK_ENV, 0) > 0:
+        # msrun starts a scheduler on every host that owns MASTER_ADDR -- on each "node" when several share one
+        # host. Node 0's serves the job.
+        sys.exit(0)
     if launch.role == "scheduler":
         check_port_free(host, port, "msrun --master_port")
     else:

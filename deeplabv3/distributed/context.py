@@ -7,7 +7,9 @@ communicator, and picks the collectives and the gradient reducer of the backend.
 
 After initialisation every rank checks it runs the same config (hence the same seed: MindSpore does not broadcast
 initial weights, and ``MindDataset`` shards only partition the data when every rank shuffles with the same seed).
-BatchNorm statistics stay per rank (SyncBN exists on Ascend only). Rank 0 alone writes files.
+BatchNorm statistics follow each rank's batches (SyncBN exists on Ascend only); the trainer replaces them with
+their across-rank mean before every evaluation and save (:mod:`~deeplabv3.distributed.buffers`). Rank 0 alone
+writes files.
 
 Failures end the whole job in bounded time: a hung rank fails its peers' next collective after
 ``distributed.timeout`` seconds (:mod:`~deeplabv3.distributed.collectives`), and a rank that fails just exits,
@@ -78,8 +80,8 @@ class DistContext:
         return [int(r) for r in np.flatnonzero(self.allreduce_sum(differs))]
 
     def check_replicas(self, params: Sequence[ms.Parameter]) -> bool:
-        """Whether every rank holds bit-identical ``params`` (the trained weights; BatchNorm statistics legitimately
-        differ per rank). Logs the outcome, an error naming the ranks that diverged, and returns it."""
+        """Whether every rank holds bit-identical ``params`` (the trained weights; BatchNorm statistics differ
+        between saves). Logs the outcome, an error naming the ranks that diverged, and returns it."""
         if self.world_size == 1:
             return True
         digest = hashlib.sha256()

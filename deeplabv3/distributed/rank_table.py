@@ -9,6 +9,7 @@ Format (every value a string; ranks continue across servers in ``server_list`` o
 
 The device IPs are the NPUs' own addresses, configured in ``/etc/hccn.conf`` as ``address_<device id>=<ip>``.
 HCCL reports a wrong table only deep inside ``init()``; :func:`validate` names the field and what to fix first.
+Several servers: write each server's table there, then :func:`merge` them into the one table every server uses.
 """
 from __future__ import annotations
 
@@ -81,6 +82,26 @@ def build(device_ips: Mapping[int, str], server_id: str) -> Dict[str, Any]:
              "status": "completed"}
     validate(table)
     return table
+
+
+def merge(tables: Sequence[Mapping[str, Any]]) -> Dict[str, Any]:
+    """One table of several servers' tables (each valid on its own), in the given order, ranks renumbered to
+    continue across servers as HCCL expects."""
+    if not tables:
+        raise RankTableError("no tables to merge")
+    servers: List[Dict[str, Any]] = []
+    rank = 0
+    for table in tables:
+        validate(table)
+        for server in table["server_list"]:
+            devices = []
+            for device in server["device"]:
+                devices.append({**device, "rank_id": str(rank)})
+                rank += 1
+            servers.append({**server, "device": devices})
+    merged = {"version": VERSION, "server_count": str(len(servers)), "server_list": servers, "status": "completed"}
+    validate(merged)  # e.g. the same server twice
+    return merged
 
 
 def write(path: PathLike, table: Mapping[str, Any]) -> Path:

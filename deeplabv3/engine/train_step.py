@@ -220,11 +220,13 @@ class TrainStep:
     """Callable running one optimizer step over ``grad_accum_steps`` micro-batches.
 
     ``net`` must already be in training mode (``net.set_train(True)``) with any freezing applied; ``optimizer``
-    must have been built over ``net.trainable_params()`` (the same list, the same order).
+    must have been built over ``net.trainable_params()`` (the same list, the same order). ``before_forward(i)``, if
+    given, runs on the host before the forward pass of micro-batch ``i`` (the trainer sets the dropout keys there).
     """
 
     def __init__(self, net: nn.Cell, loss_fn: nn.Cell, optimizer: nn.Optimizer, loss_scale: LossScaleConfig,
-                 grad_accum_steps: int = 1, grad_reducer: Optional[GradReducer] = None) -> None:
+                 grad_accum_steps: int = 1, grad_reducer: Optional[GradReducer] = None,
+                 before_forward: Optional[Callable[[int], None]] = None) -> None:
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
         self.weights = optimizer.parameters
@@ -241,6 +243,7 @@ class TrainStep:
             reducer = grad_reducer if grad_reducer is not None else _Identity()
             self._fused = _FusedStep(self._forward_backward, reducer, self._update)
         self._add = _AddGrads()
+        self._before_forward = before_forward
 
     @property
     def fused(self) -> bool:
@@ -263,7 +266,9 @@ class TrainStep:
         saved = self._guard()
         losses: List[ms.Tensor] = []
         grads: Optional[Grads] = None
-        for images, labels in batches:
+        for i, (images, labels) in enumerate(batches):
+            if self._before_forward is not None:
+                self._before_forward(i)
             loss, micro = self._forward_backward(images, labels)
             losses.append(loss)
             grads = micro if grads is None else self._add(ms.mutable(grads), ms.mutable(micro))
@@ -277,7 +282,12 @@ class TrainStep:
         """Run one step on ``grad_accum_steps`` ``(images, labels)`` micro-batches; what it did, for the loop."""
         if len(batches) != self.grad_accum_steps:
             raise ValueError(f"a step takes {self.grad_accum_steps} micro-batches, got {len(batches)}")
-        out = self._fused(*batches[0]) if self._fused is not None else self._split(batches)
+        if self._fused is None:
+            out = self._split(batches)
+        else:
+            if self._before_forward is not None:
+                self._before_forward(0)
+            out = self._fused(*batches[0])
         loss, finite, scale = (float(v) for v in out.asnumpy())
         return StepStats(loss=loss, finite=bool(finite), scale=scale)
 

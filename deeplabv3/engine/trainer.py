@@ -21,15 +21,15 @@ Steps and epochs
 Exact resume
     A checkpoint holds the weights, the optimizer's moments and step counter (hence the LR), the loss-scale state,
     the loop counters and where the data stream continues. With ``train.deterministic_data`` a run stopped at step
-    k and resumed to step n ends with the same parameters as an uninterrupted n-step run, bit for bit, provided the
-    network draws no random numbers itself: MindSpore's CPU dropout keeps its generator inside the kernel, where
-    no checkpoint can reach it, so with ``model.dropout > 0`` the resumed run is a statistically equivalent
-    continuation whose dropout masks differ from the uninterrupted run's.
+    k and resumed to step n ends with the same parameters as an uninterrupted n-step run, bit for bit, dropout
+    included: its masks are a function of (``runtime.seed``, micro-batch, rank) (:mod:`deeplabv3.models.dropout`).
 
 Interruption
-    SIGINT or SIGTERM lets the current step finish, saves a checkpoint and returns (a second signal stops at once).
-    Across ranks the stop is agreed on with one small all-reduce every ``train.log_interval`` steps, so every rank
-    stops at the same step.
+    SIGINT or SIGTERM lets the current step finish, saves a checkpoint and returns; ``tools/train.py`` then exits
+    with 128 + the signal number (130, 143). A second signal more than a few seconds later stops at once (one
+    Ctrl-C often arrives twice: from the terminal to the whole process group, and forwarded by the launcher).
+    Across ranks the stop is agreed on with one small all-reduce after every step: a signal to any rank stops every
+    rank at the same step, within one step, and rank 0 saves once before any rank exits.
 """
 from __future__ import annotations
 
@@ -49,11 +49,13 @@ from ..data.pipeline import build_train_dataset, check_batch_labels, labels_chec
 from ..evaluation.predictor import Predictor
 from ..models import build_model
 from ..models.checkpoint import CheckpointError, load_checkpoint, load_params, read_checkpoint
+from ..models.dropout import DropoutKeys
 from ..runtime import setup_runtime
 from ..workdir import TRAIN_LOCK, FileSystemError, hold
 from .checkpointing import (BEST, POINTER, checkpoint_dir, latest_checkpoint, periodic_checkpoints,
                             remove_stale_temp_files, restore_parameters, save_best, save_training_checkpoint)
-from ..distributed import init_distributed
+from ..distributed import DistributedError, init_distributed
+from ..distributed.buffers import average_across_ranks
 from .loop_state import LoopState
 from .auxiliary import with_auxiliary_head
 from .losses import build_loss
@@ -79,21 +81,36 @@ class TrainResult:
     checkpoint: Optional[Path]
     best_metric: Optional[float]
     interrupted_by: Optional[int] = None
+    launcher: str = "single"
+
+    @property
+    def exit_status(self) -> int:
+        """0, or 128 + the stop signal. msrun workers exit 0 after a clean stop: msrun takes any other status for a
+        crash and SIGKILLs the other workers before they leave the cluster, which leaves its scheduler waiting for
+        them; ``scripts/run_msrun.sh`` reports the signal instead."""
+        if self.interrupted_by is None or self.launcher == "msrun":
+            return 0
+        return 128 + self.interrupted_by
 
 
 class StopSignals:
-    """SIGINT/SIGTERM set a flag the loop polls; a second signal raises ``KeyboardInterrupt`` at once."""
+    """SIGINT/SIGTERM set a flag the loop polls; a second signal after :attr:`REPEAT_AFTER` seconds raises
+    ``KeyboardInterrupt`` at once (an earlier one is the same interruption delivered twice)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    REPEAT_AFTER = 3.0
 
     def __init__(self) -> None:
         self.signum: Optional[int] = None
+        self._received = 0.0
         self._previous: List[Any] = []
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
-        self.signum = signum
+            if time.monotonic() - self._received > self.REPEAT_AFTER:
+                raise KeyboardInterrupt
+            return
+        self.signum, self._received = signum, time.monotonic()
 
     def __enter__(self) -> "StopSignals":
         self._previous = [signal.signal(s, self._handle) for s in self.SIGNALS]
@@ -178,12 +195,17 @@ class Trainer:
         reducer = getattr(ctx, "grad_reducer", None)
         if ctx.world_size > 1 and reducer is None:
             raise RuntimeError(f"the distributed context has {ctx.world_size} ranks but no grad_reducer")
-        self.step_fn = TrainStep(self.train_net, loss_fn, optimizer, cfg.loss_scale, self.accum, reducer)
+        keys = DropoutKeys(self.net, cfg.runtime.seed, ctx.rank)
+        self.step_fn = TrainStep(self.train_net, loss_fn, optimizer, cfg.loss_scale, self.accum, reducer,
+                                 lambda i: keys(self.state.step * self.accum + i))
         wanted = set(state_names(optimizer))
         self.predictor: Optional[Predictor] = None  # the periodic evaluation's, built at the first one
         self.checkpoint_params: List[ms.Parameter] = [
             *self.net.get_parameters(), *auxiliary, *(p for p in optimizer.get_parameters() if p.name in wanted),
             *self.step_fn.state_parameters()]
+        trained = {p.name for p in self.net.trainable_params()}
+        self.statistics = [p for p in self.net.get_parameters() if p.name not in trained]
+        self._statistics_synced_at = -1
 
     # ------------------------------------------------------------------------------------------------ set-up
 
@@ -219,12 +241,16 @@ class Trainer:
         # The iterator counts the skipped epochs too, and a resumed pipeline needs a finite epoch count.
         epochs = math.ceil(self.total_steps * self.accum / self.batches_per_epoch)
         iterator = dataset.create_tuple_iterator(num_epochs=epochs)
-        for _ in range(epochs - self.state.data_epoch):  # each pass over the iterator is one epoch
-            for images, labels in iterator:
-                if not self.labels_checked:
-                    check_batch_labels(labels.asnumpy(), cfg.model.num_classes, cfg.data.ignore_label,
-                                       cfg.data.train.mindrecord)
-                yield images, labels
+
+        def stream() -> Iterator[Tuple[ms.Tensor, ms.Tensor]]:
+            for _ in range(epochs - self.state.data_epoch):  # each pass over the iterator is one epoch
+                for images, labels in iterator:
+                    if not self.labels_checked:
+                        check_batch_labels(labels.asnumpy(), cfg.model.num_classes, cfg.data.ignore_label,
+                                           cfg.data.train.mindrecord)
+                    yield images, labels
+
+        return stream()
 
     # --------------------------------------------------------------------------------------------- the loop
 
@@ -250,9 +276,12 @@ class Trainer:
             while self.state.step < self.total_steps:
                 signum = self._agreed_stop(stop)
                 if signum:
-                    logger.warning("signal %d: stopping at step %d", signum, self.state.step)
+                    logger.warning("interrupted by %s: stopping at step %d", signal.Signals(signum).name,
+                                   self.state.step)
                     if saved_at != self.state.step:
                         checkpoint = self._save()
+                    if ctx.world_size > 1:
+                        ctx.barrier()  # no rank exits (which makes launchers stop the job) before rank 0 has saved
                     if ctx.is_main:
                         logger.info("checkpoint %s saved; continue with --resume", checkpoint)
                     return self._result(checkpoint, signum)
@@ -285,15 +314,13 @@ class Trainer:
                      self.step_fn.compiled_graphs())
 
     def _agreed_stop(self, stop: StopSignals) -> int:
-        """The stop signal, once every rank knows of one (checked every log interval when distributed)."""
+        """The signal some rank received (the lowest rank's), the same on every rank; 0 if none did."""
         if self.ctx.world_size == 1:
             return stop.signum or 0
-        if self.state.step % self.cfg.train.log_interval:
-            return 0
-        flags = self.ctx.allreduce_sum(np.array([1.0 if stop.signum else 0.0], dtype=np.float64))
-        if flags[0] > 0:
-            return stop.signum or int(signal.SIGTERM)
-        return 0
+        received = np.zeros(self.ctx.world_size, np.int64)
+        received[self.ctx.rank] = stop.signum or 0
+        received = self.ctx.allreduce_sum(received)
+        return int(received[np.flatnonzero(received)[0]]) if received.any() else 0
 
     def _eval_due(self, step: int) -> bool:
         train = self.cfg.train
@@ -305,6 +332,7 @@ class Trainer:
         from ..evaluation.evaluator import evaluate
 
         ctx, state = self.ctx, self.state
+        self._sync_statistics()
         reduce_fn = ctx.allreduce_sum if ctx.world_size > 1 else None
         if self.predictor is None:  # built once: every periodic evaluation runs the graphs of the first
             self.predictor = Predictor(self.train_net, self.cfg)
@@ -321,7 +349,15 @@ class Trainer:
         monitor.evaluation(state.step, results, state.best_metric if state.best_step >= 0 else None,
                            self.predictor.compiled_graphs())
 
+    def _sync_statistics(self) -> None:
+        """Every rank's BatchNorm statistics become their across-rank mean (see :mod:`deeplabv3.distributed.buffers`),
+        so what is evaluated and saved is one model."""
+        if self._statistics_synced_at != self.state.step:
+            average_across_ranks(self.ctx, self.statistics)
+            self._statistics_synced_at = self.state.step
+
     def _save(self) -> Optional[Path]:
+        self._sync_statistics()
         if not self.ctx.is_main:
             return None
         path = save_training_checkpoint(self.work_dir, self.checkpoint_params, self.state,
@@ -357,9 +393,11 @@ def train(cfg: Config, resume: Optional[str] = None, verbose: bool = False) -> T
             logger.info("removed %s, left by an interrupted writer", path)
     trainer = Trainer(cfg, ctx, logger)  # a user error is logged to train.log too, by cli.run_tool
     result = trainer.run(resume_path)
-    if ctx.world_size > 1:
-        ctx.check_replicas(trainer.net.trainable_params())
+    if ctx.world_size > 1 and not ctx.check_replicas(trainer.net.trainable_params()):
+        raise DistributedError("the ranks ended with different weights (see the error above), so the job failed: "
+                               "the checkpoints hold rank 0's copy only")
     ctx.finalize()  # every rank waits for the others, then communication ends (a failing rank never gets here)
+    result.launcher = ctx.launcher
     return result
 
 

@@ -12,6 +12,7 @@ import mindspore.nn as nn
 import mindspore.ops as ops
 from mindspore import Tensor
 
+from .dropout import SeededDropout
 from .layers import batch_norm, conv2d
 
 
@@ -58,7 +59,7 @@ class ASPP(nn.Cell):
         self.conv1 = conv2d(out_channels * len(branches), out_channels, 1)
         self.bn1 = batch_norm(out_channels, bn_momentum, bn_eps)
         self.relu = nn.ReLU()
-        self.dropout = nn.Dropout(p=dropout)
+        self.dropout = SeededDropout(dropout)
 
     def construct(self, x: Tensor) -> Tensor:
         features = ()

@@ -1,0 +1,121 @@
+"""Stop signals under every launcher, 2 processes on 127.0.0.1: every rank stops, rank 0 saves once, nothing of the
+job survives it, the exit status is 128 + the signal, and ``--resume`` continues bit-identically; evaluation stops
+cleanly.
+
+A Ctrl-C is simulated as the terminal sends it: SIGINT to the whole process group of the launch command.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import List
+
+import pytest
+
+from conftest import REPO
+from distributed_helpers import (SCRIPTS, descendants, last_checkpoint, launch_env, limited, max_abs_diff,
+                                 network_params, run_launch, wait_for_text, write_mindrecord, write_scenes,
+                                 write_tiny_config)
+from engine_helpers import signal_when
+from deeplabv3.distributed import rank_table
+
+MANY_STEPS = 100000
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("signals")
+    shard = write_mindrecord(root / "data", "train", write_scenes(root / "data", [40] * 8))
+    return write_tiny_config(root / "tiny.yaml", shard, 2, MANY_STEPS)
+
+
+def launcher_command(launcher: str, config: Path, work_dir: Path, *args: str) -> tuple:
+    """The command and extra environment of a 2-rank launch."""
+    if launcher == "mpirun":
+        return [SCRIPTS / "run_mpirun.sh", 2, config, "--work-dir", work_dir, *args], {}
+    if launcher == "msrun":
+        return [SCRIPTS / "run_msrun.sh", 2, config, "--work-dir", work_dir, *args], {}
+    table = rank_table.write(work_dir.parent / "rank_table_2p.json",
+                             rank_table.build({0: "192.168.100.101", 1: "192.168.100.102"}, "127.0.0.1"))
+    return [SCRIPTS / "ascend8p.sh", table, config, "--work-dir", work_dir, *args], {"DEVICE_TARGET": "CPU"}
+
+
+def alive(pids: List[int]) -> List[int]:
+    """The pids that still run (zombies count as gone)."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+def interrupt(cmd: list, env: dict, work_dir: Path, signum: int, to_group: bool, output: Path) -> int:
+    """Start ``cmd``, signal it after step 3; returns its exit status once no process of the job is left."""
+    with output.open("w") as sink:
+        proc = subprocess.Popen(limited(cmd, 300), cwd=REPO, env=launch_env(env), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_text(work_dir / "train.log", "step 3/", proc, 200)
+            job = descendants(proc.pid)
+            (os.killpg if to_group else os.kill)(proc.pid, signum)
+            status = proc.wait(timeout=150)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while alive(job) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive(job), (alive(job), output.read_text()[-3000:])
+    return status
+
+
+@pytest.mark.parametrize("launcher, signum, to_group", [
+    ("mpirun", signal.SIGINT, True), ("mpirun", signal.SIGTERM, False), ("msrun", signal.SIGINT, True),
+    ("ascend8p", signal.SIGINT, True)])
+def test_a_stop_signal_stops_every_rank_and_resume_continues(config, tmp_path, launcher, signum, to_group):
+    work = tmp_path / "work"
+    cmd, env = launcher_command(launcher, config, work)
+    status = interrupt(cmd, env, work, signum, to_group, tmp_path / "output.txt")
+    log = (work / "train.log").read_text()
+    assert status == 128 + signum, (status, (tmp_path / "output.txt").read_text()[-3000:])
+    # (MindSpore's runtime turns a SIGINT that arrives while a graph runs into SIGTERM, so either name may show)
+    assert "interrupted by SIG" in log and log.count(" INFO saved ") == 1, log[-2000:]
+    stopped = int(last_checkpoint(work).stem.split("_")[1])
+    assert stopped >= 3 and "Traceback" not in (tmp_path / "output.txt").read_text()
+
+    end = stopped + 2
+    cmd, env = launcher_command(launcher, config, work, "--resume", "--set", f"train.max_steps={end}")
+    resumed = run_launch(cmd, 240, env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    if launcher == "mpirun" and signum == signal.SIGINT:  # one uninterrupted run to compare with is enough
+        cmd, env = launcher_command(launcher, config, tmp_path / "straight", "--set", f"train.max_steps={end}")
+        straight = run_launch(cmd, 240, env)
+        assert straight.returncode == 0, straight.stdout[-3000:]
+        assert max_abs_diff(network_params(last_checkpoint(work)),
+                            network_params(last_checkpoint(tmp_path / "straight"))) == 0.0
+
+
+def test_evaluation_stops_cleanly_on_sigterm(tmp_path):
+    """tools/eval.py on a long list: SIGTERM mid-way says "interrupted", writes no results, exits 143."""
+    data = tmp_path / "data"
+    lines = write_scenes(data, [40, 37, 45])
+    eval_list = data / "val.txt"
+    eval_list.write_text("".join(f"{line}\n" for line in lines * 300), encoding="utf-8")
+    config = write_tiny_config(tmp_path / "tiny.yaml", write_mindrecord(data, "train", lines), 2, 1)
+    done = run_launch([SCRIPTS / "run_standalone.sh", config, "--work-dir", tmp_path / "work"], 120)
+    assert done.returncode == 0, done.stdout[-3000:]
+    checkpoint = last_checkpoint(tmp_path / "work")
+    cmd = [sys.executable, REPO / "tools" / "eval.py", "--config", config, "--checkpoint", checkpoint, "--set",
+           f"data.eval.list={eval_list}", "eval.crop_size=33", "--out", tmp_path / "results.json"]
+    status, rest = signal_when(list(map(str, cmd)), "evaluating 900 of 900 images", signal.SIGTERM)
+    assert status == 128 + signal.SIGTERM, rest[-3000:]
+    assert "interrupted (SIGTERM)" in rest and "Traceback" not in rest
+    assert not (tmp_path / "results.json").exists()
