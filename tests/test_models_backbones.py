@@ -174,3 +174,23 @@ def test_mobilenet_v2_deeplabv3_training_lowers_the_loss(tmp_path):
     records = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if r["type"] == "train"]
     assert len(losses) == 30 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5]), losses
+
+
+def test_inspect_model_lists_backbones_and_describes_a_mobilenet_config(repo):
+    listed = run_tool("inspect_model", ["--list-backbones"], timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:] if line.startswith("  ")}
+    assert all(name in rows[family] for family, names in FAMILIES.items() for name in names)
+    assert "resnest" in rows and "hrnet" in rows
+
+    result = run_tool("inspect_model", ["--config", repo / "configs" / "deeplabv3_s16_mobilenetv2_vocaug.yaml",
+                                        "--set", "model.output_stride=8", "--input-size", "65", "65"], timeout=300)
+    assert result.returncode == 0, result.stderr
+    stages = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.startswith("  features_")}
+    # name: blocks, stride, dilation, "(all)", channels, feature map
+    assert stages["features_5"][1:6] == ["1", "4", "1", "(all)", "24"]
+    assert stages["features_9"][1:6] == ["1", "8", "1", "(all)", "64"]  # was strided: keeps the previous dilation
+    assert stages["features_10"][1:6] == ["1", "8", "2", "(all)", "64"]
+    assert stages["features_16"][1:6] == ["1", "8", "2", "(all)", "160"]  # the next strided block: previous (2)
+    assert stages["features_17"][1:6] == ["1", "8", "4", "(all)", "160"]
+    assert stages["features_19"][1:7] == ["1", "8", "4", "(all)", "320", "9"]
