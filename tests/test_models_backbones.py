@@ -13,7 +13,7 @@ from mindspore import nn
 from conftest import run_tool
 from deeplabv3.config import load_config
 from deeplabv3.config.backbones import FAMILIES, REFUSED
-from deeplabv3.models import CheckpointError, build_model, load_checkpoint
+from deeplabv3.models import CheckpointError, build_model, load_checkpoint, save_weights
 from deeplabv3.models.resnet import RESNET_ARCHS
 from engine_helpers import run_overrides, write_training_set
 from models_helpers import image, params_of, randomize, write_ckpt
@@ -194,3 +194,26 @@ def test_inspect_model_lists_backbones_and_describes_a_mobilenet_config(repo):
     assert stages["features_16"][1:6] == ["1", "8", "2", "(all)", "160"]  # the next strided block: previous (2)
     assert stages["features_17"][1:6] == ["1", "8", "4", "(all)", "160"]
     assert stages["features_19"][1:7] == ["1", "8", "4", "(all)", "320", "9"]
+
+
+@pytest.mark.parametrize("backbone, fmt, ok", [("mobilenet_v2_100", "ONNX", True),
+                                                ("mobilenet_v3_small_100", "MINDIR", True),
+                                                ("convnext_tiny", "ONNX", False)])
+def test_export_per_family(tmp_path, backbone, fmt, ok):
+    """MINDIR works for every family, ONNX for some; the others are refused before any work, naming the fix."""
+    overrides = [f"model.backbone={backbone}", "model.num_classes=3", "model.aspp_channels=8", "model.aspp_rates=[1,2]"]
+    checkpoint = tmp_path / "w.ckpt"
+    if ok:
+        save_weights(build_model(load_config(None, overrides)), checkpoint)
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    out = tmp_path / f"net.{fmt.lower()}"
+    result = run_tool("export", ["--config", config, "--set", *overrides, "--checkpoint", checkpoint, "--format", fmt,
+                                 "--out", out, "--input-size", "64", "64"], timeout=600)
+    if ok:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert out.is_file() and "max |difference|" in result.stdout
+    else:
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert "ONNX export of a convnext_tiny backbone is not supported" in result.stderr and "MINDIR" in result.stderr
+        assert not out.exists()

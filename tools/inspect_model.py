@@ -2,7 +2,7 @@
 dilations, channels and feature-map size; or list the MindCV backbones ``model.backbone`` accepts.
 
 Examples: python tools/inspect_model.py --config configs/deeplabv3_s8_r101_vocaug.yaml --input-size 513 513
-          python tools/inspect_model.py --config configs/demo.yaml --set model.backbone=mobilenet_v2_100 model.layers=null
+          python tools/inspect_model.py --config configs/deeplabv3_s16_mobilenetv2_vocaug.yaml
           python tools/inspect_model.py --list-backbones
 """
 from __future__ import annotations

@@ -55,23 +55,31 @@ def _eager_inference(net: nn.Cell) -> Iterator[None]:
         ms.set_context(mode=mode)
 
 
-def measure_strides(net: nn.Cell, cells: Sequence[Tuple[str, nn.Cell]],
-                    size: int = PROBE_SIZE) -> Dict[str, Tuple[int, int]]:
-    """Input and output stride of each of ``cells`` (name -> (input size / its input's size, input size / its
-    output's size)), measured on one ``size`` square zero image."""
-    seen: Dict[str, Tuple[int, int]] = {}
+def record_shapes(net: nn.Cell, cells: Sequence[Tuple[str, nn.Cell]],
+                  input_shape: Tuple[int, ...]) -> Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]]:
+    """Input and output shape of each of ``cells`` (name -> (input shape, output shape)) in one eager inference
+    forward pass of ``net`` on a zero image of ``input_shape``. A cell run twice keeps its first call's shapes."""
+    seen: Dict[str, Tuple[Tuple[int, ...], Tuple[int, ...]]] = {}
     handles = []
     for name, cell in cells:
         def hook(_cell: nn.Cell, inputs: tuple, output: Any, name: str = name) -> None:
-            seen.setdefault(name, (size // int(inputs[0].shape[2]), size // int(output.shape[2])))
+            seen.setdefault(name, (tuple(inputs[0].shape), tuple(output.shape)))
         handles.append(cell.register_forward_hook(hook))
     try:
         with _eager_inference(net):
-            net(ms.Tensor(np.zeros((1, 3, size, size), np.float32)))
+            net(ms.Tensor(np.zeros(input_shape, np.float32)))
     finally:
         for handle in handles:
             handle.remove()
     return seen
+
+
+def measure_strides(net: nn.Cell, cells: Sequence[Tuple[str, nn.Cell]],
+                    size: int = PROBE_SIZE) -> Dict[str, Tuple[int, int]]:
+    """Input and output stride of each of ``cells`` (name -> (input size / its input's size, input size / its
+    output's size)), measured on one ``size`` square image."""
+    shapes = record_shapes(net, cells, (1, 3, size, size))
+    return {name: (size // int(i[2]), size // int(o[2])) for name, (i, o) in shapes.items()}
 
 
 def _same_padding(kernel: int, dilation: int) -> Tuple[int, int]:
