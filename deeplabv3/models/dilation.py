@@ -11,9 +11,12 @@ input's size) is measured with one forward pass; then, for a target output strid
   published DeepLab ResNets, whose layer3 runs at dilation 2 in every block at OS8);
 * ``multi_grid`` multiplies the dilations of the blocks of one stage (DeepLab's ResNet layer4).
 
-Rebuilt convolutions get the padding that keeps the size at stride 1 (``d * (k - 1)`` split as "same" does, so
-even kernels such as ConvNeXt's 2x2 downsampling work) and reuse the original Parameters: names and shapes do not
-change with the output stride, so one checkpoint serves OS16 and OS8.
+Rebuilt convolutions get the padding that keeps the size at stride 1 (``d * (k - 1)``, centred for odd kernels,
+after the input for even ones such as ConvNeXt's 2x2 downsampling) and reuse the original Parameters: names and
+shapes do not change with the output stride, so one checkpoint serves OS16 and OS8. With that padding a dilated
+network sampled every ``stride`` pixels computes exactly what the strided original computes (tested for
+MobileNetV2 and ConvNeXt); convolutions MindCV pads "same" at stride 2 (MobileNetV3, EfficientNet) pad only after
+the input, so their dense maps sit half a step off the original's sampling grid.
 """
 from __future__ import annotations
 
@@ -83,8 +86,12 @@ def measure_strides(net: nn.Cell, cells: Sequence[Tuple[str, nn.Cell]],
 
 
 def _same_padding(kernel: int, dilation: int) -> Tuple[int, int]:
+    """Size-keeping (before, after) padding: centred for odd kernels; for even ones all after, so that output
+    ``j`` reads inputs ``j, j + d, ...`` as the strided original's output ``j / stride`` did (ConvNeXt's 2x2
+    downsampling): the dilated map sampled every ``stride`` pixels is then the original map."""
     total = dilation * (kernel - 1)
-    return total // 2, total - total // 2
+    before = total // 2 if kernel % 2 else 0
+    return before, total - before
 
 
 def _rebuilt(conv: nn.Conv2d, stride: int, dilation: int) -> nn.Conv2d:
@@ -115,11 +122,11 @@ def _replace(root: nn.Cell, name: str, new: nn.Cell) -> None:
 
 def plan_dilation(convs: Sequence[Tuple[str, nn.Conv2d]], strides: Dict[str, Tuple[int, int]], output_stride: int,
                   first_dilation: str = "previous",
-                  multi_grid: Optional[Tuple[str, Sequence[str], Sequence[int]]] = None) -> List[ConvChange]:
+                  multi_grid: Optional[Tuple[Sequence[str], Sequence[int]]] = None) -> List[ConvChange]:
     """The stride and dilation every convolution gets at ``output_stride`` (see the module doc).
 
-    ``multi_grid`` is ``(stage, block_prefixes, grid)``: convolutions under ``block_prefixes[i]`` have their
-    dilation multiplied by ``grid[i % len(grid)]``.
+    ``multi_grid`` is ``(block_prefixes, grid)``: the dilated convolutions under ``block_prefixes[i]`` have their
+    dilation multiplied by ``grid[i % len(grid)]`` (the grid repeats over longer stages).
     """
     changes = []
     for name, conv in convs:
@@ -134,7 +141,7 @@ def plan_dilation(convs: Sequence[Tuple[str, nn.Conv2d]], strides: Dict[str, Tup
         reached = s_in * stride if (stride > 1 and first_dilation == "new") else s_in
         changes.append(ConvChange(name, s_in, 1, dilation * reached // output_stride))
     if multi_grid is not None:
-        _, prefixes, grid = multi_grid
+        prefixes, grid = multi_grid
         for i, prefix in enumerate(prefixes):
             factor = grid[i % len(grid)]
             changes = [ConvChange(c.name, c.input_stride, c.stride, c.dilation * factor)

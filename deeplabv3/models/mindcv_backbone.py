@@ -176,6 +176,6 @@ def build_backbone(name: str, output_stride: int, multi_grid: Sequence[int] = (1
 
     grid = None
     if family_of(name) in RESNET_FAMILIES:
-        grid = ("layer4", [f"layer4.{i}." for i in range(len(net.layer4))], tuple(multi_grid))
+        grid = ([f"layer4.{i}." for i in range(len(net.layer4))], tuple(multi_grid))
     apply_dilation(net, plan_dilation(_convs(net), strides, output_stride, "new" if grid else "previous", grid))
     return MindCVBackbone(name, net, points, output_stride, [n for n, _ in cells[last + 1:]])
