@@ -199,7 +199,7 @@ def test_inspect_model_lists_backbones_and_describes_a_mobilenet_config(repo):
     assert stages["features_19"][1:7] == ["1", "8", "4", "(all)", "320", "9"]
 
 
-@pytest.mark.parametrize("backbone, fmt, ok", [("mobilenet_v2_100", "ONNX", True),
+@pytest.mark.parametrize("backbone, fmt, ok", [("mobilenet_v2_100", "ONNX", True), ("efficientnet_b0", "ONNX", True),
                                                 ("mobilenet_v3_small_100", "MINDIR", True),
                                                 ("convnext_tiny", "ONNX", False)])
 def test_export_per_family(tmp_path, backbone, fmt, ok):

@@ -34,14 +34,12 @@ REFUSED = {
 }
 
 
-_ONNX_FIX = ("export MINDIR instead (it works for every family), or choose a resnet, resnext, repvgg or mobilenet_v2 "
-             "backbone")
+_ONNX_FIX = ("export MINDIR instead (it works for every family), or choose a resnet, resnext, repvgg, mobilenet_v2 or "
+             "efficientnet backbone")
 #: Families whose DeepLab network cannot be exported to ONNX (MINDIR works), and why (measured with MindSpore 2.10
 #: and onnxruntime).
 ONNX_REFUSED = {
     "mobilenet_v3": "MindSpore's ONNX exporter has no conversion for its HSwish / HSigmoid activations",
-    "efficientnet": "its blocks' residual sum (result += x) compiles to InplaceAddExt, which MindSpore's ONNX "
-                    "exporter cannot convert",
     "convnext": "ONNX Runtime rejects the exported graph (shape inference: incompatible dimensions in an Add)",
 }
 

@@ -21,7 +21,7 @@ import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import partial
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import mindspore.nn as nn
 import numpy as np
@@ -31,7 +31,8 @@ from mindspore import Tensor
 from ..config.backbones import RESNET_FAMILIES, family_of
 from .backbone import Stage
 from .dilation import apply_dilation, measure_strides, plan_dilation
-from .resnet import MINDCV_WIDTH, scaled_resnet_features, use_out_of_place_residuals
+from .residuals import use_out_of_place_residuals
+from .resnet import MINDCV_WIDTH, scaled_resnet_features
 
 ALL_FEATURES = list(range(256))  # out_indices asking for every feature_info entry
 LOW_LEVEL_STRIDE = 4
@@ -146,14 +147,17 @@ def _wrapped(name: str, layers: Optional[Sequence[int]], base_channels: int, bn_
              bn_eps: float) -> nn.Cell:
     """MindCV's features_only model for ``name`` with every feature_info entry requested."""
     if family_of(name) not in RESNET_FAMILIES:
-        return create_model(name, features_only=True, out_indices=ALL_FEATURES)
-    norm = partial(nn.BatchNorm2d, momentum=bn_momentum, eps=bn_eps)
-    if layers is not None or base_channels != MINDCV_WIDTH:
-        wrapper = scaled_resnet_features(name, layers, base_channels, ALL_FEATURES, norm=norm)
+        wrapper = create_model(name, features_only=True, out_indices=ALL_FEATURES)
+    elif layers is not None or base_channels != MINDCV_WIDTH:
+        wrapper = scaled_resnet_features(name, layers, base_channels, ALL_FEATURES, norm=_norm(bn_momentum, bn_eps))
     else:
-        wrapper = create_model(name, features_only=True, out_indices=ALL_FEATURES, norm=norm)
+        wrapper = create_model(name, features_only=True, out_indices=ALL_FEATURES, norm=_norm(bn_momentum, bn_eps))
     use_out_of_place_residuals(wrapper)
     return wrapper
+
+
+def _norm(momentum: float, eps: float) -> Callable[[int], nn.BatchNorm2d]:
+    return partial(nn.BatchNorm2d, momentum=momentum, eps=eps)
 
 
 def build_backbone(name: str, output_stride: int, multi_grid: Sequence[int] = (1, 2, 4),

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
 
 import mindspore.nn as nn
-from mindspore import Tensor
 from mindcv.models.helpers import build_model_with_cfg
 from mindcv.models.resnet import BasicBlock, Bottleneck, ResNet, default_cfgs
 
@@ -27,41 +26,6 @@ RESNET_ARCHS: Dict[str, Tuple[Block, Tuple[int, ...], int, int]] = {
     "resnext101_32x4d": (Bottleneck, (3, 4, 23, 3), 32, 4), "resnext101_64x4d": (Bottleneck, (3, 4, 23, 3), 64, 4),
     "resnext152_64x4d": (Bottleneck, (3, 8, 36, 3), 64, 4),
 }
-
-
-class AddBasicBlock(BasicBlock):
-    """MindCV's basic block with its residual sum written ``out + identity``.
-
-    MindCV writes ``out += identity``, which graph mode compiles to ``InplaceAddExt``, an operator the ONNX exporter
-    does not know; the sum is the same, and training, MINDIR and ONNX export all work with the plain ``Add``.
-    """
-
-    def construct(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.down_sample is None else self.down_sample(x)
-        return self.relu(out + identity)
-
-
-class AddBottleneck(Bottleneck):
-    """MindCV's bottleneck with its residual sum written ``out + identity`` (see :class:`AddBasicBlock`)."""
-
-    def construct(self, x: Tensor) -> Tensor:
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.down_sample is None else self.down_sample(x)
-        return self.relu(out + identity)
-
-
-OUT_OF_PLACE = {BasicBlock: AddBasicBlock, Bottleneck: AddBottleneck}
-
-
-def use_out_of_place_residuals(net: nn.Cell) -> None:
-    """Give every MindCV ResNet block of ``net`` the :data:`OUT_OF_PLACE` forward (same cells and parameters)."""
-    for _, cell in net.cells_and_names():
-        if type(cell) in OUT_OF_PLACE:
-            cell.__class__ = OUT_OF_PLACE[type(cell)]
 
 
 class ScaledResNet(ResNet):
