@@ -20,6 +20,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable, List, NoReturn, Sequence, Tuple
 
+from .backbones import REFUSED, RESNET_FAMILIES, family_of, supported_text
 from .origins import UNKNOWN, Keys, Origins, locate, origins_of
 from .schema import Config, ConfigError, crop_hw, effective_output_stride, input_size
 
@@ -89,6 +90,18 @@ def _model(r: _Rules) -> None:
         r.fail("model.num_classes", f"'model.num_classes' is {m.num_classes}; a segmentation needs at least 2 classes")
     if not 0.0 <= m.dropout < 1.0:
         r.fail("model.dropout", f"'model.dropout' is {m.dropout}; it is a drop probability in [0, 1)")
+    try:
+        family = family_of(m.backbone)
+    except KeyError:
+        refused = REFUSED.get(m.backbone.split("_")[0].rstrip("0123456789"))
+        why = f" ({m.backbone.split('_')[0]} is not offered: {refused})" if refused else ""
+        r.fail("model.backbone", f"'model.backbone' is {m.backbone!r}, not a supported MindCV backbone{why}; use one "
+                                 f"of {supported_text()}")
+    if family not in RESNET_FAMILIES:
+        for key, default in (("model.layers", None), ("model.base_channels", 64)):
+            if r.value(key) != default:
+                r.fail((key, "model.backbone"), f"'{key}' applies to ResNet/ResNeXt backbones only, not to "
+                                                f"{m.backbone}; remove it")
     if m.layers is not None and (len(m.layers) != 4 or min(m.layers) < 1):
         r.fail("model.layers", f"'model.layers' is {m.layers}; give 4 positive block counts (layer1..layer4), "
                                f"e.g. [3, 4, 23, 3], or null for the backbone's own")

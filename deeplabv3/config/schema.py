@@ -36,23 +36,30 @@ def _choices(text: str, choices: Sequence[Any], default: Any) -> Any:
 class ModelConfig:
     name: str = _choices("Network: DeepLabV3 or DeepLabV3+ (adds the layer1 decoder).",
                          ["deeplabv3", "deeplabv3plus"], "deeplabv3")
-    backbone: str = _choices("Dilated ResNet depth.", ["resnet50", "resnet101"], "resnet101")
-    layers: Optional[List[int]] = _help("Bottleneck blocks per stage, overriding the backbone's ([3, 4, 23, 3] for "
-                                        "resnet101); small values make quick demo/test networks.", default=None)
-    base_channels: int = _help("Width of the stem and of layer1's bottleneck (64 in ResNet); stages double it.",
-                               default=64)
+    backbone: str = _help("MindCV model used as the backbone, dilated to the output stride: resnet18..152, "
+                          "resnext*, repvgg_*, mobilenet_v2_*, mobilenet_v3_*, efficientnet_b0..b7, convnext_* "
+                          "(tools/inspect_model.py --list-backbones lists them).", default="resnet101")
+    layers: Optional[List[int]] = _help("ResNet/ResNeXt backbones: blocks per stage, overriding the backbone's "
+                                        "([3, 4, 23, 3] for resnet101); small values make quick demo/test "
+                                        "networks.", default=None)
+    base_channels: int = _help("ResNet/ResNeXt backbones: width of the stem and of layer1 (64 in ResNet); stages "
+                               "double it.", default=64)
     num_classes: int = _help("Number of classes, background included.", default=21)
     output_stride: int = _choices("Ratio of input to feature-map size while training.", [8, 16], 16)
     aspp_rates: List[int] = _help("ASPP rates; the first (1) is the 1x1 branch. Published weights use "
                                   "[1, 6, 12, 18] at OS16 and OS8 alike.", default_factory=lambda: [1, 6, 12, 18])
-    multi_grid: List[int] = _help("Per-block dilation multipliers of layer4.", default_factory=lambda: [1, 2, 4])
+    multi_grid: List[int] = _help("ResNet/ResNeXt backbones: per-block dilation multipliers of layer4.",
+                                  default_factory=lambda: [1, 2, 4])
     aspp_channels: int = _help("Channels of each ASPP branch and of the projection.", default=256)
     low_level_channels: int = _help("DeepLabV3+: channels of the projected layer1 features.", default=48)
     dropout: float = _help("Drop probability before the classifier (the published recipe: 0.7).", default=0.7)
-    bn_momentum: float = _help("BatchNorm momentum, MindSpore convention (torch's 0.1 is 0.9 here).", default=0.9)
-    bn_eps: float = _help("BatchNorm epsilon.", default=1e-5)
-    pretrained_backbone: Optional[str] = _help("ImageNet ResNet checkpoint loaded into the backbone at the start "
-                                               "of training (bare names such as conv1.weight).", default=None)
+    bn_momentum: float = _help("BatchNorm momentum, MindSpore convention (torch's 0.1 is 0.9 here), of the heads and "
+                               "of ResNet/ResNeXt backbones (other backbones keep MindCV's 0.9).", default=0.9)
+    bn_eps: float = _help("BatchNorm epsilon (heads, ResNet/ResNeXt backbones; others keep MindCV's 1e-5).",
+                          default=1e-5)
+    pretrained_backbone: Optional[str] = _help("ImageNet checkpoint of the backbone's MindCV classification model "
+                                               "(names such as conv1.weight, features.3.conv.0.weight), loaded "
+                                               "strictly at the start of training.", default=None)
     init_checkpoint: Optional[str] = _help("Full DeepLab checkpoint to start training from (e.g. stage 2 from "
                                            "stage 1).", default=None)
     ignore_head_mismatch: bool = _help("Skip classifier tensors whose shape differs (another num_classes), with a "

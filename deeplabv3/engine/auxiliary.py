@@ -12,7 +12,9 @@ cross-entropy, weighted, to the main loss. It exists only around the training ne
   prediction and export never see it.
 
 The backbone is run once: the wrapper takes every stage's features (``Backbone.stage_features``) and hands the
-first (low-level) and last to the network's own head (``net.head``).
+stride-4 one (``low_index``) and the last to the network's own head (``net.head``), as the network's own forward
+does; the auxiliary head reads the entry before the last (ResNet ``layer3``; for backbones with one entry per block,
+the block before the last).
 """
 from __future__ import annotations
 
@@ -58,10 +60,11 @@ class AuxiliaryTrainNet(nn.Cell):
         self.holder = _Holder(head)
         self.resize = Resize("bilinear")
         self.output_stride = net.output_stride
+        self.low_index = net.backbone.low_index  # the stride-4 entry the network's own forward hands its head
 
     def construct(self, x: ms.Tensor):
         features = self.net.backbone.stage_features(x)
-        main = self.net.head(x, features[0], features[-1])
+        main = self.net.head(x, features[self.low_index], features[-1])
         if not self.training:
             return main
         aux = self.resize(self.holder.aux_head(features[-2]), (x.shape[2], x.shape[3]))

@@ -19,8 +19,8 @@ from ..evaluation.predictor import effective_output_stride, load_eval_network
 from ..fileio import temp_name
 from ..models import InferenceNet, build_model, load_checkpoint, save_weights
 from ..runtime import get_logger, setup_runtime
-from .options import (DEFAULT_AGREEMENT, ExportError, ExportOptions, check_options, normalize_format, output_path,
-                      require_onnx, resolve_input_size)
+from .options import (DEFAULT_AGREEMENT, ExportError, ExportOptions, check_onnx_backbone, check_options,
+                      normalize_format, output_path, require_onnx, resolve_input_size)
 from .precision import argmax_agreement, calibration_batches, convert
 from .resize import matrix_resizes
 from .verify import RUNNERS, Verification, VerificationError, compare, measure_rounding_noise, sample_input
@@ -144,6 +144,7 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
     check_options(options)
     if options.fmt == "ONNX":
         require_onnx()
+        check_onnx_backbone(getattr(getattr(net, "backbone", None), "model_name", None))
     height, width = resolve_input_size(cfg, options, net.output_stride)
     logger = get_logger()
     if options.input_size is None:
@@ -236,6 +237,7 @@ def run_export(cfg: Config, checkpoint: PathLike, out: PathLike, options: Export
     check_options(options)
     if options.fmt == "ONNX":
         require_onnx()
+        check_onnx_backbone(cfg.model.backbone)
     if options.fmt != "CKPT":
         resolve_input_size(cfg, options, effective_output_stride(cfg))
     logger = setup_runtime(cfg, verbose=verbose, log_name="export.log")

@@ -1,4 +1,4 @@
-"""The networks (dilated ResNet, ASPP, DeepLabV3 / DeepLabV3+), their builder and checkpoint handling."""
+"""The networks (a dilated MindCV backbone, ASPP, DeepLabV3 / DeepLabV3+), their builder and checkpoint handling."""
 from .checkpoint import (CheckpointError, LoadReport, load_checkpoint, load_params, read_checkpoint,
                          save_checkpoint_atomic, save_weights)
 from .deeplab import DeepLabV3, DeepLabV3Plus, InferenceNet, output_stride_of

@@ -34,6 +34,7 @@ class Backbone(Protocol):
     low_level_channels: int  # channels of the stride-4 features
     out_channels: int  # channels of the last stage's features
     output_stride: int  # input size / size of the last stage's features
+    low_index: int  # position of the stride-4 features in stage_features()
 
     def __call__(self, x: Tensor) -> Tuple[Tensor, Tensor]:
         """``(low_level, high_level)`` features of an image batch."""

@@ -14,9 +14,11 @@ Checkpoints of the same network circulate under several names; they are normalis
   No network parameter name is dot-less, so every dot-less entry is treated as such state and ignored;
 * the MindSpore ModelZoo DeepLabV3 names (``resnet.*``, ``aspp.aspp1.aspp_conv.*`` ...), renamed by
   :data:`MODELZOO_RENAMES`;
-* bare ImageNet ResNet names (``conv1.weight``, ``layer1.0.down_sample.0.weight`` or ModelZoo's
-  ``down_sample_layer``), which fill ``backbone.net.*`` only; their classifier (``classifier.*``, ``end_point.*``,
-  ``fc.*``) is reported as unused, and only the backbone's tensors are required.
+* ImageNet checkpoints of the backbone's MindCV classification model (``conv1.weight``, ModelZoo's
+  ``layer1.0.down_sample_layer.0.weight``, ``features.3.conv.0.weight`` ...), which fill ``backbone.net.*`` only.
+  The backbone names them (:meth:`~deeplabv3.models.mindcv_backbone.MindCVBackbone.from_classification`: an
+  explicit rename such as ``features.3`` -> ``features_3`` for the models MindCV flattens); the classification
+  head and the cells after the last stage are reported as unused, and every backbone tensor is required.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple, Union
 
 import mindspore as ms
 import numpy as np
@@ -38,7 +40,6 @@ PathLike = Union[str, os.PathLike]
 WRAPPER_PREFIX = "network."
 OPTIMIZER_PREFIXES = ("moments.", "moment1.", "moment2.", "accum.")
 AUXILIARY_PREFIX = "aux_head."  # the training-only auxiliary head (deeplabv3.engine.auxiliary)
-IMAGENET_CLASSIFIERS = ("classifier.", "end_point.", "fc.")
 BACKBONE_PREFIX = "backbone.net."
 SHOWN = 5
 Mismatch = Tuple[str, Tuple[int, ...], Tuple[int, ...]]  # name, checkpoint shape, network shape
@@ -54,13 +55,9 @@ MODELZOO_RENAMES: Tuple[Tuple[str, str], ...] = (
     (r"^aspp\.aspp_pooling\.conv\.", "aspp.aspp_convs.4.conv."),
     (r"^aspp\.conv2\.", "conv."),
 )
-#: Bare ImageNet ResNet -> this project's backbone.
-IMAGENET_RENAMES: Tuple[Tuple[str, str], ...] = (
-    (r"^", BACKBONE_PREFIX),
-    (r"\.down_sample_layer\.", ".down_sample."),
-)
+#: ModelZoo's ImageNet ResNet shortcut name -> MindCV's.
+IMAGENET_RENAMES: Tuple[Tuple[str, str], ...] = ((r"\.down_sample_layer\.", ".down_sample."),)
 _MODELZOO_MARK = re.compile(r"^resnet\.")
-_IMAGENET_MARK = re.compile(r"^(conv1|bn1|layer[1-4])\.")
 
 
 class CheckpointError(UserError, ValueError):
@@ -144,8 +141,21 @@ def _ambiguous(first: str, second: str, name: str) -> CheckpointError:
                            f"networks' names and cannot be loaded unambiguously")
 
 
-def normalize_names(entries: Mapping[str, Any]) -> NormalizedCheckpoint:
-    """Map checkpoint names of any known variant onto this project's parameter names (see the module doc)."""
+class ClassificationNames(Protocol):
+    """What a backbone tells the loader about its MindCV classification checkpoints."""
+
+    def classification_roots(self) -> Tuple[str, ...]: ...
+
+    def from_classification(self, name: str) -> Optional[str]: ...
+
+
+def normalize_names(entries: Mapping[str, Any], backbone: Optional[ClassificationNames] = None
+                    ) -> NormalizedCheckpoint:
+    """Map checkpoint names of any known variant onto this project's parameter names (see the module doc).
+
+    ``backbone`` (the network's) recognises and renames ImageNet classification checkpoints; without it such a
+    file is taken for a DeepLab one (and then matches nothing).
+    """
     ignored: List[str] = []
     kept: Dict[str, Tuple[str, Any]] = {}
     for original, value in entries.items():
@@ -156,9 +166,10 @@ def normalize_names(entries: Mapping[str, Any]) -> NormalizedCheckpoint:
             raise _ambiguous(kept[name][0], original, name)
         else:
             kept[name] = (original, value)
+    roots = backbone.classification_roots() if backbone is not None else ()
     if any(_MODELZOO_MARK.match(name) for name in kept):
         source_format, table = "modelzoo", MODELZOO_RENAMES
-    elif any(_IMAGENET_MARK.match(name) for name in kept):
+    elif any(name.split(".", 1)[0] in roots for name in kept):
         source_format, table = "imagenet", IMAGENET_RENAMES
     else:
         source_format, table = "deeplab", ()
@@ -166,10 +177,16 @@ def normalize_names(entries: Mapping[str, Any]) -> NormalizedCheckpoint:
     origin: Dict[str, str] = {}
     unused: List[str] = []
     for name, (original, value) in kept.items():
-        if (source_format == "imagenet" and name.startswith(IMAGENET_CLASSIFIERS)) or name.startswith(AUXILIARY_PREFIX):
+        if name.startswith(AUXILIARY_PREFIX):
             unused.append(original)
             continue
         new = _rename(name, table)
+        if source_format == "imagenet":
+            inside = backbone.from_classification(new)
+            if inside is None:
+                unused.append(original)
+                continue
+            new = "backbone." + inside
         if new in params:
             raise _ambiguous(origin[new], original, new)
         params[new], origin[new] = value, original
@@ -204,12 +221,12 @@ def _mismatch_error(source: str, source_format: str, missing: List[str], unexpec
                   f"network): set model.num_classes={ckpt_classes}, or model.ignore_head_mismatch=true to start "
                   f"the classifier afresh")
     elif source_format == "imagenet":
-        advice = ("it is an ImageNet ResNet of another depth or width: make model.backbone, model.layers and "
-                  "model.base_channels match it")
+        advice = ("it is the ImageNet checkpoint of another backbone: make model.backbone (the MindCV model name), "
+                  "model.layers and model.base_channels match the file")
     else:
         advice = ("the checkpoint was made for another network: make model.name, model.backbone, model.layers, "
-                  "model.base_channels, model.aspp_rates and model.num_classes match it (an ImageNet ResNet "
-                  "belongs in model.pretrained_backbone)")
+                  "model.base_channels, model.aspp_rates and model.num_classes match it (an ImageNet backbone "
+                  "checkpoint belongs in model.pretrained_backbone)")
     return CheckpointError(f"{source} does not fit the network: {'; '.join(problems)}. Fix: {advice}")
 
 
@@ -221,7 +238,8 @@ def load_params(net: nn.Cell, entries: Mapping[str, Any], strict: bool = True, i
     to evaluate a network at another output stride. ``log_summary=False`` leaves the summary line to a caller
     that uses the rest of the entries (a resume restores the optimizer state this load ignores).
     """
-    normalized = normalize_names(entries)
+    backbone = getattr(net, "backbone", None)
+    normalized = normalize_names(entries, backbone if hasattr(backbone, "from_classification") else None)
     params = normalized.params
     net_params = {p.name: p for p in net.get_parameters()}
     required = [n for n in net_params if normalized.source_format != "imagenet" or n.startswith(BACKBONE_PREFIX)]

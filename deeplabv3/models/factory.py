@@ -8,7 +8,7 @@ import mindspore.nn as nn
 from ..config import Config, ModelConfig
 from .aspp import ASPP
 from .deeplab import DeepLabV3, DeepLabV3Plus
-from .resnet import DEPTHS, DilatedResNet, ResNetFeatures
+from .mindcv_backbone import build_backbone
 
 
 def _model_section(cfg: Union[Config, ModelConfig]) -> ModelConfig:
@@ -25,8 +25,8 @@ def build_model(cfg: Union[Config, ModelConfig], output_stride: Optional[int] = 
     model = _model_section(cfg)
     output_stride = model.output_stride if output_stride is None else output_stride
     bn = {"bn_momentum": model.bn_momentum, "bn_eps": model.bn_eps}
-    layers = model.layers if model.layers is not None else DEPTHS[model.backbone]
-    backbone = ResNetFeatures(DilatedResNet(layers, output_stride, model.multi_grid, model.base_channels, **bn))
+    backbone = build_backbone(model.backbone, output_stride, model.multi_grid, model.layers, model.base_channels,
+                              **bn)
     aspp = ASPP(backbone.out_channels, model.aspp_channels, model.aspp_rates, model.dropout, **bn)
     if model.name == "deeplabv3plus":
         return DeepLabV3Plus(backbone, aspp, model.num_classes, model.low_level_channels, **bn)

@@ -49,12 +49,12 @@ class ModelSummary:
         lines += [f"  {name:<12} {count:>14,}" for name, count in self.modules.items()]
         h, w = self.input_size
         lines += ["", f"backbone stages for a {h}x{w} input (output stride {self.output_stride}):",
-                  f"  {'stage':<8} {'blocks':>6} {'stride':>6} {'dilations':<16} {'channels':>8} "
+                  f"  {'stage':<12} {'blocks':>6} {'stride':>6} {'dilations':<16} {'channels':>8} "
                   f"{'feature map':>12} {'parameters':>14}",
-                  f"  {'stem':<8} {'':>6} {4:>6} {'':<16} {'':>8} {'':>12} {self.stem_params:>14,}"]
+                  f"  {'stem':<12} {'':>6} {'':>6} {'':<16} {'':>8} {'':>12} {self.stem_params:>14,}"]
         for s in self.stages:
             dil = ",".join(str(d) for d in s.dilations) if len(set(s.dilations)) > 1 else f"{s.dilations[0]} (all)"
-            lines.append(f"  {s.name:<8} {s.blocks:>6} {s.stride:>6} {dil:<16} {s.channels:>8} "
+            lines.append(f"  {s.name:<12} {s.blocks:>6} {s.stride:>6} {dil:<16} {s.channels:>8} "
                          f"{s.size[0]:>5} x {s.size[1]:<4} {s.params:>14,}")
         return "\n".join(lines)
 
@@ -97,6 +97,7 @@ def inspect_config(cfg: Config, input_size: Optional[Tuple[int, int]] = None, ve
     size = tuple(input_size) if input_size is not None else (cfg.eval.crop_size, cfg.eval.crop_size)
     net = build_model(cfg)
     model = cfg.model
-    details = [model.backbone if model.layers is None else f"layers {model.layers}",
-               f"base_channels {model.base_channels}", f"{model.num_classes} classes"]
+    details = [model.backbone] + ([f"layers {model.layers}"] if model.layers is not None else [])
+    details += [f"base_channels {model.base_channels}"] if model.base_channels != 64 else []
+    details.append(f"{model.num_classes} classes")
     return summarize(net, size, f"{model.name} ({', '.join(details)})").format()
