@@ -162,3 +162,36 @@ def test_predictions_convert_back_to_label_ids(tmp_path):
     assert done.returncode == 0, done.stderr
     ids = np.asarray(Image.open(tmp_path / "submit" / "berlin_000000_000019_leftImg8bit.png"))
     assert ids.tolist() == [[i for i, t in OFFICIAL if t != 255 and i >= 0]]
+
+
+def test_predict_writes_cityscapes_label_ids(tmp_path):
+    """--label-ids writes what cityscapes_label_ids makes of predict's own masks, from the same network."""
+    from conftest import TINY_MODEL
+    from deeplabv3.models import build_model, save_weights
+
+    synthetic.write_cityscapes(tmp_path / "cs", per_city=2, size=(33, 49))
+    images = tmp_path / "cs" / "leftImg8bit" / "val" / "frankfurt"
+    overrides = [*TINY_MODEL, "model.num_classes=19", "data.dataset=cityscapes", "eval.crop_size=33"]
+    checkpoint = save_weights(build_model(load_config(None, overrides)), tmp_path / "tiny.ckpt")
+    config = tmp_path / "c.yaml"
+    config.write_text("{}\n")
+    common = ["--config", config, "--set", *overrides, "--checkpoint", checkpoint, "--input", images]
+    masks = run_tool("predict", [*common, "--out-dir", tmp_path / "masks"], timeout=600)
+    ids = run_tool("predict", [*common, "--out-dir", tmp_path / "ids", "--label-ids"], timeout=600)
+    assert masks.returncode == 0 and ids.returncode == 0, masks.stderr[-2000:] + ids.stderr[-2000:]
+    converted = run_tool("cityscapes_label_ids", ["--pred-dir", tmp_path / "masks", "--out", tmp_path / "submit"])
+    assert converted.returncode == 0, converted.stderr
+    names = sorted(p.name for p in images.glob("*.png"))
+    assert len(names) == 2 and sorted(p.name for p in (tmp_path / "ids").glob("*.png")) == names
+    for name in names:
+        with Image.open(tmp_path / "ids" / name) as written, Image.open(tmp_path / "masks" / name) as train_ids:
+            assert written.mode == "L" and written.size == train_ids.size
+            label_ids = np.asarray(written)
+            np.testing.assert_array_equal(label_ids, to_label_ids(np.asarray(train_ids)))
+        np.testing.assert_array_equal(label_ids, np.asarray(Image.open(tmp_path / "submit" / name)))
+        assert set(np.unique(label_ids)) <= {i for i, t in OFFICIAL if t != 255 and i >= 0}
+
+    voc = run_tool("predict", ["--config", config, "--set", *TINY_MODEL, "--checkpoint", checkpoint, "--input", images,
+                               "--out-dir", tmp_path / "voc", "--label-ids"], timeout=120)
+    assert voc.returncode == 2 and "Traceback" not in voc.stderr
+    assert "data.dataset=voc" in voc.stderr and "--label-ids" in voc.stderr and not (tmp_path / "voc").exists()

@@ -62,6 +62,21 @@ def test_reduced_precision_is_written_verified_and_evaluated(demo, tmp_path, pre
     assert np.abs(reduced - reference).sum() / 2 <= (1 - agreement / 100 + 0.02) * reference.sum()
 
 
+def test_int8_with_entropy_calibration_is_written_and_verified(demo, tmp_path):
+    """The Entropy method (KL-divergence ranges over activation histograms), on a few images to stay short."""
+    _, _, _, calib_list = demo
+    out = tmp_path / "demo_int8.onnx"
+    result = _export(demo, out, "--precision", "int8", "--calib-list", calib_list, "--calib-method", "Entropy",
+                     "--calib-images", "4", "--min-agreement", str(REQUIRED["int8"]))
+    assert result.returncode == 0, result.stderr
+    assert "Entropy calibration on 4 calibration image(s)" in result.stderr + result.stdout
+    agreement = float(result.stdout.split("int8: ")[1].split("%")[0])
+    assert agreement >= 100 * REQUIRED["int8"]
+    model = onnx.load(str(out))
+    assert {"QuantizeLinear", "DequantizeLinear"} <= {node.op_type for node in model.graph.node}
+    assert list(tmp_path.iterdir()) == [out]
+
+
 def test_int8_below_the_required_agreement_writes_nothing(demo, tmp_path):
     _, _, _, calib_list = demo
     out = tmp_path / "demo_int8.onnx"

@@ -5,7 +5,8 @@
     python tools/cityscapes_label_ids.py --pred-dir preds/berlin --out submit/berlin
 
 Each <name>.png (values 0-18) becomes <name>.png holding the Cityscapes ids (7 = road, ..., 33 = bicycle), as
-cityscapesscripts' evaluation reads them; predict's own files are left as they are.
+cityscapesscripts' evaluation reads them; predict's own files are left as they are. (tools/predict.py
+--label-ids writes these files directly.)
 """
 import argparse
 import sys
@@ -13,9 +14,9 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from deeplabv3.cli import run_tool
-from deeplabv3.data.cityscapes import SPEC, to_label_ids
+from deeplabv3.data.cityscapes import SPEC, save_label_ids
 from deeplabv3.data.io import DataError
-from deeplabv3.data.labels import read_mask, save_index_png
+from deeplabv3.data.labels import read_mask
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,7 +32,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not masks:
         raise DataError(f"{args.pred_dir}: no predicted masks (*.png) to convert")
     for path in masks:
-        save_index_png(to_label_ids(read_mask(path, SPEC)), Path(args.out) / path.name)
+        save_label_ids(Path(args.out) / path.name, read_mask(path, SPEC))
     print(f"wrote {len(masks)} labelIds PNG(s) to {args.out}")
     return 0
 

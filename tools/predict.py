@@ -8,6 +8,9 @@ files written and the inputs skipped (undecodable inputs are skipped with a warn
 --input may also be a video file (clip.mp4) or a camera index (0) with --out-video out.mp4: every frame is
 segmented and overlaid with a legend, at the input's size and frame rate; the frames/s are printed.
 
+--label-ids (Cityscapes configs) writes each mask as the official Cityscapes labelIds instead (grey PNG, 7 = road,
+..., 33 = bicycle), the files the Cityscapes evaluation server takes.
+
 Examples:
   python tools/predict.py --config configs/deeplabv3_s16_r101_vocaug.yaml --checkpoint model.ckpt \\
       --input photos/ --out-dir predictions/ --overlay
@@ -35,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out-video", metavar="VIDEO", default=None,
                         help="the overlaid video (.mp4 or .avi) for a video or camera --input")
     parser.add_argument("--overlay", action="store_true", help="also write overlays with a legend")
+    parser.add_argument("--label-ids", action="store_true",
+                        help="Cityscapes: write the masks as official labelIds PNGs (7 = road, ..., 33 = bicycle) "
+                             "for the evaluation server instead of palette PNGs of the train ids")
     return parser
 
 
@@ -43,7 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     check_backend_arguments(parser, args)
     run_prediction(config_from_args(args), args.checkpoint, args.input, args.out_dir, args.overlay, args.verbose,
-                   args.backend, args.model, args.threads, args.out_video)
+                   args.backend, args.model, args.threads, args.out_video, args.label_ids)
     return 0
 
 

@@ -34,22 +34,6 @@ REFUSED = {
 }
 
 
-_ONNX_FIX = ("export MINDIR instead (it works for every family), or choose a resnet, resnext, repvgg, mobilenet_v2 or "
-             "efficientnet backbone")
-#: Families whose DeepLab network cannot be exported to ONNX (MINDIR works), and why (measured with MindSpore 2.10
-#: and onnxruntime).
-ONNX_REFUSED = {
-    "mobilenet_v3": "MindSpore's ONNX exporter has no conversion for its HSwish / HSigmoid activations",
-    "convnext": "ONNX Runtime rejects the exported graph (shape inference: incompatible dimensions in an Add)",
-}
-
-
-def onnx_refusal(name: str) -> str:
-    """Why backbone ``name`` cannot go to ONNX, with the fix; empty when it can."""
-    why = ONNX_REFUSED.get(family_of(name))
-    return f"ONNX export of a {name} backbone is not supported: {why}; {_ONNX_FIX}" if why else ""
-
-
 def family_of(name: str) -> str:
     """The family of a supported backbone name; ``KeyError`` for any other name."""
     for family, names in FAMILIES.items():

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .io import DataError, PathLike
-from .labels import LabelSpec, check_classes, read_mask
+from .labels import LabelSpec, check_classes, read_mask, save_index_png
 from .prepare import Pair, PrepareResult, match_pairs, write_prepared
 
 NAME = "cityscapes"
@@ -59,6 +59,12 @@ def to_label_ids(train_ids: np.ndarray) -> np.ndarray:
         if train_id != 255 and label_id >= 0:
             table[train_id] = label_id
     return table[np.asarray(train_ids, dtype=np.uint8)]
+
+
+def save_label_ids(path: PathLike, train_ids: np.ndarray) -> Path:
+    """Write predicted train ids as a grey PNG of Cityscapes ids, the file the evaluation server reads."""
+    save_index_png(to_label_ids(train_ids), path)
+    return Path(path)
 
 
 def read_label_ids(path: Path) -> np.ndarray:

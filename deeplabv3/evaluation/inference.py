@@ -19,7 +19,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, ConfigError
+from ..data.cityscapes import CLASS_NAMES as CITYSCAPES_CLASSES, save_label_ids
 from ..data.io import DataError, read_image
 from ..progress import track
 from ..fileio import write_json_atomic
@@ -116,8 +117,11 @@ def _readable(paths: Sequence[Path], skipped: List[Dict[str, str]]) -> Iterator[
 
 def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLike, class_names: Sequence[str],
                    with_overlay: bool = False, progress: bool = True,
-                   palette: Optional[np.ndarray] = None) -> Dict[str, Any]:
+                   palette: Optional[np.ndarray] = None, label_ids: bool = False) -> Dict[str, Any]:
     """Write ``<stem>.png`` (and ``<stem>_overlay.jpg``) per image; returns the summary written to summary.json.
+
+    The masks are palette PNGs of the class indices, or with ``label_ids`` (Cityscapes) grey PNGs of the official
+    Cityscapes ids for the evaluation server; overlays and the summary always use the class indices.
 
     Undecodable inputs are skipped and listed under ``skipped``; the caller decides what that means.
     """
@@ -135,7 +139,8 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLik
 
     stream = track(predictions(), total=len(paths), desc="predict", unit="img") if progress else predictions()
     for i, image, pred in stream:
-        mask_path = save_mask(out_dir / f"{names[i]}.png", pred, palette)
+        mask_path = (save_label_ids(out_dir / f"{names[i]}.png", pred) if label_ids
+                     else save_mask(out_dir / f"{names[i]}.png", pred, palette))
         record = {"image": str(paths[i]), "mask": str(mask_path), "height": int(pred.shape[0]),
                   "width": int(pred.shape[1]), "classes": class_fractions(pred, class_names)}
         if with_overlay:
@@ -151,16 +156,31 @@ def predict_images(predictor: Predictor, paths: Sequence[Path], out_dir: PathLik
     return summary
 
 
+def check_label_ids(cfg: Config, source: PathLike) -> None:
+    """labelIds are Cityscapes ids of the 19 training classes, written for images: refuse anything else early."""
+    if cfg.data.dataset != "cityscapes" or cfg.model.num_classes != len(CITYSCAPES_CLASSES):
+        raise ConfigError(f"--label-ids writes Cityscapes labelIds, which need a {len(CITYSCAPES_CLASSES)}-class "
+                          f"Cityscapes network; this config has data.dataset={cfg.data.dataset} and "
+                          f"model.num_classes={cfg.model.num_classes}. Use a Cityscapes config (e.g. "
+                          f"configs/deeplabv3_r101_cityscapes_512x1024.yaml) or drop --label-ids")
+    if is_stream(source):
+        raise DataError(f"{source} is a video or camera: --label-ids writes one labelIds PNG per image; give "
+                        f"images (a file, folder or list) with --out-dir")
+
+
 def run_prediction(cfg: Config, checkpoint: Optional[PathLike], source: PathLike, out_dir: Optional[PathLike],
                    with_overlay: bool = False, verbose: bool = False, backend: str = "mindspore",
                    models: Sequence[PathLike] = (), threads: Optional[int] = None,
-                   out_video: Optional[PathLike] = None) -> Dict[str, Any]:
+                   out_video: Optional[PathLike] = None, label_ids: bool = False) -> Dict[str, Any]:
     """``tools/predict.py``: one process, masks for every input image, the class summary printed.
 
     The network is the checkpoint's or exported ONNX files (see :func:`~.runners.build_runner`). A video or
-    camera ``source`` is written to ``out_video`` with every frame overlaid. Raises :class:`SkippedInputs`
-    (exit status 2) after writing everything else when some images could not be decoded.
+    camera ``source`` is written to ``out_video`` with every frame overlaid. ``label_ids`` writes the masks as
+    Cityscapes labelIds (a 19-class Cityscapes config only). Raises :class:`SkippedInputs` (exit status 2) after
+    writing everything else when some images could not be decoded.
     """
+    if label_ids:
+        check_label_ids(cfg, source)
     if is_stream(source):
         if out_video is None:
             raise DataError(f"{source} is a video or camera: give --out-video OUT.mp4 for the overlaid frames")
@@ -176,7 +196,7 @@ def run_prediction(cfg: Config, checkpoint: Optional[PathLike], source: PathLike
     logger = setup_runtime(cfg, verbose=verbose, log_name=None)
     predictor = Predictor(build_runner(cfg, backend, checkpoint, models, threads), cfg)
     summary = predict_images(predictor, paths, out_dir, cfg.class_names, with_overlay,
-                             palette=full_palette(cfg.data.palette))
+                             palette=full_palette(cfg.data.palette), label_ids=label_ids)
     print(format_summary(summary["images"], summary["overall"]), flush=True)
     logger.info("wrote %d mask(s) and %s to %s", len(summary["images"]), SUMMARY, out_dir)
     if summary["skipped"]:

@@ -19,10 +19,11 @@ from ..evaluation.predictor import effective_output_stride, load_eval_network
 from ..fileio import temp_name
 from ..models import InferenceNet, build_model, load_checkpoint, save_weights
 from ..runtime import get_logger, setup_runtime
-from .options import (DEFAULT_AGREEMENT, ExportError, ExportOptions, check_onnx_backbone, check_options,
+from .options import (DEFAULT_AGREEMENT, ExportError, ExportOptions, check_options,
                       normalize_format, output_path, require_onnx, resolve_input_size)
 from .precision import argmax_agreement, calibration_batches, convert
 from .resize import matrix_resizes
+from .stand_ins import onnx_stand_in, swapped_cells
 from .verify import RUNNERS, Verification, VerificationError, compare, measure_rounding_noise, sample_input
 
 PathLike = Union[str, os.PathLike]
@@ -45,11 +46,12 @@ def _graph_input(x: np.ndarray, input_format: str) -> np.ndarray:
 
 
 def _write_graph(net: nn.Cell, staged: Path, options: ExportOptions, input_shape: Tuple[int, ...]) -> None:
-    """``mindspore.export`` of the inference graph; ONNX with the matrix resizes swapped in for the duration."""
+    """``mindspore.export`` of the inference graph; ONNX with the matrix resizes and the exporter's other
+    stand-ins (:mod:`~deeplabv3.export.stand_ins`) swapped in for the duration."""
     dummy = ms.Tensor(np.zeros(input_shape, np.float32))
     nhwc = options.input_format == "NHWC"
     if options.fmt == "ONNX":
-        with matrix_resizes(net):
+        with matrix_resizes(net), swapped_cells(net, onnx_stand_in):
             ms.export(InferenceNet(net, options.output, nhwc), dummy, file_name=str(staged), file_format="ONNX")
     else:
         ms.export(InferenceNet(net, options.output, nhwc), dummy, file_name=str(staged), file_format="MINDIR")
@@ -144,7 +146,6 @@ def export_graph(net: nn.Cell, cfg: Config, out: PathLike, options: ExportOption
     check_options(options)
     if options.fmt == "ONNX":
         require_onnx()
-        check_onnx_backbone(getattr(getattr(net, "backbone", None), "model_name", None))
     height, width = resolve_input_size(cfg, options, net.output_stride)
     logger = get_logger()
     if options.input_size is None:
@@ -237,7 +238,6 @@ def run_export(cfg: Config, checkpoint: PathLike, out: PathLike, options: Export
     check_options(options)
     if options.fmt == "ONNX":
         require_onnx()
-        check_onnx_backbone(cfg.model.backbone)
     if options.fmt != "CKPT":
         resolve_input_size(cfg, options, effective_output_stride(cfg))
     logger = setup_runtime(cfg, verbose=verbose, log_name="export.log")

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple, Union
 
 from ..config import Config
-from ..config.backbones import onnx_refusal
 from ..errors import UserError
 from ..models.deeplab import OUTPUTS
 
@@ -53,14 +52,6 @@ class ExportOptions:
     @property
     def required_agreement(self) -> float:
         return DEFAULT_AGREEMENT[self.precision] if self.min_agreement is None else self.min_agreement
-
-
-def check_onnx_backbone(backbone: Optional[str]) -> None:
-    """An :class:`ExportError` when the MindCV backbone ``backbone`` (``None``: not a MindCV backbone) cannot be
-    exported to ONNX (:data:`deeplabv3.config.backbones.ONNX_REFUSED`)."""
-    refusal = onnx_refusal(backbone) if backbone is not None else ""
-    if refusal:
-        raise ExportError(refusal)
 
 
 def normalize_format(fmt: str) -> str:

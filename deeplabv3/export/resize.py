@@ -12,8 +12,7 @@ network's parameters and every other cell stay the same objects.
 """
 from __future__ import annotations
 
-import contextlib
-from typing import Callable, Dict, Iterator, List, Tuple
+from typing import Callable, ContextManager, Dict, Tuple
 
 import mindspore.nn as nn
 import mindspore.ops as ops
@@ -21,6 +20,7 @@ import numpy as np
 from mindspore import Tensor
 
 from ..models.layers import Resize
+from .stand_ins import swapped_cells
 
 
 def _source_positions(n_in: int, n_out: int) -> np.ndarray:
@@ -96,22 +96,10 @@ class MatrixResize(nn.Cell):
         return ops.matmul(rows, ops.matmul(x, cols_t))
 
 
-@contextlib.contextmanager
-def matrix_resizes(net: nn.Cell) -> Iterator[int]:
+def matrix_resizes(net: nn.Cell) -> ContextManager[int]:
     """Within the block, every :class:`Resize` cell of ``net`` is a :class:`MatrixResize` of the same mode.
 
     Yields the number of cells swapped. The original cells are put back on exit, so ``net`` is unchanged
     afterwards; wrap ``net`` in a new top-level cell inside the block so the swapped graph is compiled afresh.
     """
-    swaps: List[Tuple[nn.Cell, str, Resize]] = []
-    for _, parent in net.cells_and_names():
-        for attr, child in parent.name_cells().items():
-            if isinstance(child, Resize):
-                swaps.append((parent, attr, child))
-    try:
-        for parent, attr, child in swaps:
-            setattr(parent, attr, MatrixResize(child.mode))
-        yield len(swaps)
-    finally:
-        for parent, attr, child in swaps:
-            setattr(parent, attr, child)
+    return swapped_cells(net, lambda cell: MatrixResize(cell.mode) if isinstance(cell, Resize) else None)
