@@ -84,7 +84,7 @@ data:
   train: {{mindrecord: {mindrecord}, batch_size: {batch_size}, crop_size: 33, min_scale: 1.0, max_scale: 1.0,
           shuffle: false, num_workers: 1}}
 train: {{freeze_bn: true, deterministic_data: true, max_steps: {steps}, log_interval: 1, save_steps: 0}}
-schedule: {{name: constant, base_lr: 0.05, warmup_epochs: 0}}
+schedule: {{name: constant, base_lr: 0.01, warmup_epochs: 0}}
 distributed: {{timeout: 60}}
 """, encoding="utf-8")
     return path
