@@ -31,6 +31,7 @@ from mindspore.communication import get_group_size, get_rank, init
 
 from ..config import Config
 from ..errors import UserError
+from ..interrupts import release_sigint
 from .collectives import mpi
 from .launch import DistributedError, Launch, int_env
 from .ports import check_port_free, free_port
@@ -76,6 +77,7 @@ def _set_device(cfg: Config, launch: Launch) -> None:
 def _mindspore_init(launch: Launch, what: str) -> None:
     if launch.role == "scheduler":  # it waits inside init() for the whole job: a stop signal must end it there
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        release_sigint()
     try:
         init()
     except RuntimeError as exc:
@@ -101,6 +103,7 @@ def run_scheduler() -> None:
     It serves the cluster until every worker has finished. Should rank 0, its parent, disappear, it exits after a
     grace period instead of outliving the job.
     """
+    release_sigint()  # rank 0, its parent, routes SIGINT through a thread; that mask is inherited
     parent, grace = int(os.environ[_SCHED_PARENT_ENV]), float(os.environ[_SCHED_GRACE_ENV])
 
     def watch_parent() -> None:
