@@ -86,7 +86,7 @@ def test_a_stop_signal_stops_every_rank_and_resume_continues(config, tmp_path, l
     status = interrupt(cmd, env, work, signum, to_group, tmp_path / "output.txt")
     log = (work / "train.log").read_text()
     assert status == 128 + signum, (status, (tmp_path / "output.txt").read_text()[-3000:])
-    # (MindSpore's runtime turns a SIGINT that arrives while a graph runs into SIGTERM, so either name may show)
+    # (a launcher may pass a Ctrl-C on to its ranks as SIGTERM, so either name may show)
     assert "interrupted by SIG" in log and log.count(" INFO saved ") == 1, log[-2000:]
     stopped = int(last_checkpoint(work).stem.split("_")[1])
     assert stopped >= 3 and "Traceback" not in (tmp_path / "output.txt").read_text()
@@ -103,8 +103,10 @@ def test_a_stop_signal_stops_every_rank_and_resume_continues(config, tmp_path, l
                             network_params(last_checkpoint(tmp_path / "straight"))) == 0.0
 
 
-def test_evaluation_stops_cleanly_on_sigterm(tmp_path):
-    """tools/eval.py on a long list: SIGTERM mid-way says "interrupted", writes no results, exits 143."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_evaluation_and_prediction_stop_cleanly(tmp_path, signum):
+    """tools/eval.py on a long list: a stop signal mid-way says "interrupted", writes no results, exits 128 + the
+    signal; tools/predict.py the same (SIGINT is sent to the process alone, while MindSpore runs a graph)."""
     data = tmp_path / "data"
     lines = write_scenes(data, [40, 37, 45])
     eval_list = data / "val.txt"
@@ -113,9 +115,19 @@ def test_evaluation_stops_cleanly_on_sigterm(tmp_path):
     done = run_launch([SCRIPTS / "run_standalone.sh", config, "--work-dir", tmp_path / "work"], 120)
     assert done.returncode == 0, done.stdout[-3000:]
     checkpoint = last_checkpoint(tmp_path / "work")
+    name = signal.Signals(signum).name
     cmd = [sys.executable, REPO / "tools" / "eval.py", "--config", config, "--checkpoint", checkpoint, "--set",
            f"data.eval.list={eval_list}", "eval.crop_size=33", "--out", tmp_path / "results.json"]
-    status, rest = signal_when(list(map(str, cmd)), "evaluating 900 of 900 images", signal.SIGTERM)
-    assert status == 128 + signal.SIGTERM, rest[-3000:]
-    assert "interrupted (SIGTERM)" in rest and "Traceback" not in rest
+    status, rest = signal_when(list(map(str, cmd)), "evaluating 900 of 900 images", signum)
+    assert status == 128 + signum, rest[-3000:]
+    assert f"interrupted ({name})" in rest and "Traceback" not in rest
     assert not (tmp_path / "results.json").exists()
+    if signum != signal.SIGINT:
+        return
+    images = data / "images.txt"
+    images.write_text("".join(f"{data / line.split()[0]}\n" for line in lines * 3000), encoding="utf-8")
+    cmd = [sys.executable, REPO / "tools" / "predict.py", "--config", config, "--checkpoint", checkpoint, "--input",
+           images, "--out-dir", tmp_path / "masks"]
+    status, rest = signal_when(list(map(str, cmd)), "predict: ", signum)
+    assert status == 128 + signum, rest[-3000:]
+    assert f"interrupted ({name})" in rest and "Traceback" not in rest
