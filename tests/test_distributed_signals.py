@@ -6,6 +6,7 @@ A Ctrl-C is simulated as the terminal sends it: SIGINT to the whole process grou
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,9 +18,9 @@ from typing import List
 import pytest
 
 from conftest import REPO
-from distributed_helpers import (SCRIPTS, descendants, last_checkpoint, launch_env, limited, max_abs_diff,
-                                 network_params, run_launch, wait_for_text, write_mindrecord, write_scenes,
-                                 write_tiny_config)
+from distributed_helpers import (SCRIPTS, descendants, find_rank_process, last_checkpoint, launch_env, limited,
+                                 max_abs_diff, network_params, run_launch, wait_for_text, write_mindrecord,
+                                 write_scenes, write_tiny_config)
 from engine_helpers import signal_when
 from deeplabv3.distributed import rank_table
 
@@ -131,3 +132,30 @@ def test_evaluation_and_prediction_stop_cleanly(tmp_path, signum):
     status, rest = signal_when(list(map(str, cmd)), "predict: ", signum)
     assert status == 128 + signum, rest[-3000:]
     assert f"interrupted ({name})" in rest and "Traceback" not in rest
+
+
+def test_a_rank_that_hangs_under_msrun_is_reported_not_a_traceback(config, tmp_path):
+    """Rank 1 stopped (SIGSTOP) mid-training: rank 0's collective times out and says so in one paragraph; the
+    scheduler names the worker it lost; the job ends within distributed.timeout plus a margin."""
+    cmd = [SCRIPTS / "run_msrun.sh", 2, config, "--work-dir", tmp_path / "work", "--set", "distributed.timeout=15"]
+    output = tmp_path / "output.txt"
+    with output.open("w") as sink:
+        proc = subprocess.Popen(limited(cmd, 200), cwd=REPO, env=launch_env({}), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_text(output, "step 2/", proc, 150)
+            hung = find_rank_process(proc.pid, "MS_NODE_ID", "1")
+            os.kill(hung, signal.SIGSTOP)
+            stopped = time.monotonic()
+            status = proc.wait(timeout=150)
+            elapsed = time.monotonic() - stopped
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # msrun may have ended it already
+                os.kill(hung, signal.SIGKILL)
+    text = output.read_text()
+    assert status != 0 and elapsed < 15 + 60, (status, elapsed, text[-3000:])
+    assert "error: rank 0: the AllReduce across the job's 2 ranks failed" in text, text[-3000:]
+    assert "msrun's scheduler: mindspore.communication.init() failed: worker(s) 1 of 2 stopped responding" in text
+    assert "Traceback" not in text and "never started" not in text, text[-3000:]

@@ -17,6 +17,7 @@ Cluster formation is bounded by ``MS_TOPO_TIMEOUT`` and each collective by ``MS_
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +41,7 @@ SCHEDULER_LOG = "scheduler.log"
 _SCHED_PARENT_ENV = "DEEPLABV3_SCHEDULER_PARENT"
 _SCHED_GRACE_ENV = "DEEPLABV3_SCHEDULER_GRACE"
 _LAUNCHER_VARS = ("OMPI_", "PMIX_", "RANK_TABLE_FILE")
+_TIMED_OUT_NODES = re.compile(r"Timed out node list is: [^{]*\{([0-9, ]+)\}")
 NODE_RANK_ENV = "DEEPLABV3_NODE_RANK"  # scripts/run_msrun.sh's NODE_RANK, seen by msrun's scheduler
 
 
@@ -82,8 +84,11 @@ def _mindspore_init(launch: Launch, what: str) -> None:
         init()
     except RuntimeError as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), str(exc))
-        missing = ""
-        if launch.launcher == "msrun":
+        missing, lost = "", _TIMED_OUT_NODES.search(str(exc))
+        if lost:  # the cluster had formed: MindSpore lists the workers whose heartbeat stopped
+            first = (f"worker(s) {lost.group(1)} of {launch.world_size} stopped responding during the job (died or "
+                     f"hang); see worker_<rank>.log of each")
+        elif launch.launcher == "msrun":
             missing = (f"; not all {launch.world_size} workers of the job joined in time: a rank or a node never "
                        f"started (several hosts: run scripts/run_msrun.sh on each, with the same NODES, MASTER_ADDR "
                        f"and MASTER_PORT and NODE_RANK 0 .. NODES-1)")

@@ -21,6 +21,7 @@ HCCL reports a mismatch only obscurely, deep inside ``init()``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -109,3 +110,31 @@ def check_rank_table(launch: Launch, path: str) -> None:
     if len(entries) != launch.world_size:
         raise DistributedError(f"RANK_SIZE={launch.world_size} but the rank table {path} lists {len(entries)} "
                                f"rank(s); export RANK_SIZE={len(entries)} or use a table for {launch.world_size}")
+
+
+_FAILED_COLLECTIVE = re.compile(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter|Barrier|"
+                                r"Send|Receive)\S*")
+
+
+def failed_collective(exc: BaseException, env: Mapping[str, str] = os.environ) -> Optional[DistributedError]:
+    """What a rank of a distributed job says instead of MindSpore's kernel traceback when one of its collectives
+    fails -- another rank stopped or hangs, so the operation timed out; ``None`` for any other error.
+
+    This rank cannot tell which of the others is missing; msrun's scheduler (``scheduler.log``, the launcher's
+    output) names the worker it lost.
+    """
+    match = _FAILED_COLLECTIVE.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    if match is None:
+        return None
+    try:
+        launch = detect_launch(env)
+    except DistributedError:
+        return None
+    if launch.world_size < 2:
+        return None
+    return DistributedError(
+        f"rank {launch.rank}: the {match.group(1)} across the job's {launch.world_size} ranks failed (MindSpore "
+        f"kernel {match.group(0).split(': ', 1)[1]}; collective timeout MS_CPU_COMM_OP_TIMEOUT="
+        f"{env.get('MS_CPU_COMM_OP_TIMEOUT', '?')} s): another rank stopped or hangs. Its log and the launcher's "
+        f"output say which (msrun's scheduler names the worker that timed out); restart from the last checkpoint "
+        f"with --resume once every rank runs, or raise distributed.timeout if a rank is only slow")
