@@ -157,5 +157,6 @@ def test_a_rank_that_hangs_under_msrun_is_reported_not_a_traceback(config, tmp_p
     text = output.read_text()
     assert status != 0 and elapsed < 15 + 60, (status, elapsed, text[-3000:])
     assert "error: rank 0: the AllReduce across the job's 2 ranks failed" in text, text[-3000:]
+    assert "a peer rank is dead or hung" in text and "continue with --resume" in text
     assert "msrun's scheduler: mindspore.communication.init() failed: worker(s) 1 of 2 stopped responding" in text
     assert "Traceback" not in text and "never started" not in text, text[-3000:]

@@ -112,18 +112,28 @@ def check_rank_table(launch: Launch, path: str) -> None:
                                f"rank(s); export RANK_SIZE={len(entries)} or use a table for {launch.world_size}")
 
 
-_FAILED_COLLECTIVE = re.compile(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter|Barrier|"
-                                r"Send|Receive)\S*")
 
-
-def failed_collective(exc: BaseException, env: Mapping[str, str] = os.environ) -> Optional[DistributedError]:
-    """What a rank of a distributed job says instead of MindSpore's kernel traceback when one of its collectives
-    fails -- another rank stopped or hangs, so the operation timed out; ``None`` for any other error.
+def peer_failure(rank: int, what: str, detail: str) -> DistributedError:
+    """A collective of this rank failed: another rank died, hangs or skipped it, so the operation timed out.
 
     This rank cannot tell which of the others is missing; msrun's scheduler (``scheduler.log``, the launcher's
     output) names the worker it lost.
     """
-    match = _FAILED_COLLECTIVE.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    return DistributedError(
+        f"rank {rank}: {what} failed ({detail}); a peer rank is dead or hung, or did not take part within "
+        f"MS_CPU_COMM_OP_TIMEOUT={os.environ.get('MS_CPU_COMM_OP_TIMEOUT')} s. The ranks' logs and the launcher's "
+        f"output say which (msrun's scheduler names the worker it lost); once every rank runs, continue with "
+        f"--resume, or raise distributed.timeout if a rank is only slow")
+
+
+_FAILED_KERNEL = re.compile(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter|Barrier|"
+                            r"Send|Receive)\S*")
+
+
+def failed_collective(exc: BaseException, env: Mapping[str, str] = os.environ) -> Optional[DistributedError]:
+    """:func:`peer_failure` for a collective inside a compiled graph (the training step's gradient all-reduce),
+    which MindSpore reports as a kernel traceback; ``None`` for any other error or outside a distributed job."""
+    match = _FAILED_KERNEL.search(str(exc)) if isinstance(exc, RuntimeError) else None
     if match is None:
         return None
     try:
@@ -132,9 +142,5 @@ def failed_collective(exc: BaseException, env: Mapping[str, str] = os.environ) -
         return None
     if launch.world_size < 2:
         return None
-    return DistributedError(
-        f"rank {launch.rank}: the {match.group(1)} across the job's {launch.world_size} ranks failed (MindSpore "
-        f"kernel {match.group(0).split(': ', 1)[1]}; collective timeout MS_CPU_COMM_OP_TIMEOUT="
-        f"{env.get('MS_CPU_COMM_OP_TIMEOUT', '?')} s): another rank stopped or hangs. Its log and the launcher's "
-        f"output say which (msrun's scheduler names the worker that timed out); restart from the last checkpoint "
-        f"with --resume once every rank runs, or raise distributed.timeout if a rank is only slow")
+    return peer_failure(launch.rank, f"the {match.group(1)} across the job's {launch.world_size} ranks",
+                        match.group(0))
