@@ -160,3 +160,25 @@ def test_a_rank_that_hangs_under_msrun_is_reported_not_a_traceback(config, tmp_p
     assert "a peer rank is dead or hung" in text and "continue with --resume" in text
     assert "msrun's scheduler: mindspore.communication.init() failed: worker(s) 1 of 2 stopped responding" in text
     assert "Traceback" not in text and "never started" not in text, text[-3000:]
+
+
+def test_a_killed_rank_of_a_cpu_rank_table_launch_leaves_no_scheduler_behind(config, tmp_path):
+    """ascend8p.sh on CPU: rank 1 SIGKILLed mid-training; rank 0's MindSpore scheduler ends with the job."""
+    work = tmp_path / "work"
+    cmd, env = launcher_command("ascend8p", config, work)
+    with (tmp_path / "output.txt").open("w") as sink:
+        proc = subprocess.Popen(limited(cmd, 200), cwd=REPO, env=launch_env(env), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_text(work / "train.log", "step 3/", proc, 150)
+            job = descendants(proc.pid)
+            os.kill(find_rank_process(proc.pid, "RANK_ID", "1"), signal.SIGKILL)
+            status = proc.wait(timeout=150)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    ended = time.monotonic()
+    while alive(job) and time.monotonic() < ended + 3:
+        time.sleep(0.2)
+    survivors = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in alive(job)]
+    assert status == 1 and not survivors, (status, survivors)
