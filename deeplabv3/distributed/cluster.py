@@ -43,6 +43,7 @@ _SCHED_GRACE_ENV = "DEEPLABV3_SCHEDULER_GRACE"
 _LAUNCHER_VARS = ("OMPI_", "PMIX_", "RANK_TABLE_FILE")
 _TIMED_OUT_NODES = re.compile(r"Timed out node list is: [^{]*\{([0-9, ]+)\}")
 NODE_RANK_ENV = "DEEPLABV3_NODE_RANK"  # scripts/run_msrun.sh's NODE_RANK, seen by msrun's scheduler
+NODES_ENV = "DEEPLABV3_NODES"  # scripts/run_msrun.sh's NODES
 
 
 def join_cluster(cfg: Config, launch: Launch, timeout: int) -> None:
@@ -90,8 +91,8 @@ def _mindspore_init(launch: Launch, what: str) -> None:
                      f"hang); see worker_<rank>.log of each")
         elif launch.launcher == "msrun":
             missing = (f"; not all {launch.world_size} workers of the job joined in time: a rank or a node never "
-                       f"started (several hosts: run scripts/run_msrun.sh on each, with the same NODES, MASTER_ADDR "
-                       f"and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
+                       f"started{_other_nodes(launch.world_size)} (several hosts: run scripts/run_msrun.sh on each, "
+                       f"with the same NODES, MASTER_ADDR and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
         who = "msrun's scheduler" if launch.role == "scheduler" else f"rank {launch.rank}"
         raise DistributedError(f"{who}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
                                f"{os.environ.get('MS_TOPO_TIMEOUT')} s){missing}") from None
@@ -100,6 +101,18 @@ def _mindspore_init(launch: Launch, what: str) -> None:
     if launch.launcher != "msrun" and (get_rank(), get_group_size()) != (launch.rank, launch.world_size):
         raise DistributedError(f"MindSpore assigned rank {get_rank()}/{get_group_size()} to the process the "
                                f"launcher started as rank {launch.rank}/{launch.world_size}")
+
+
+def _other_nodes(world_size: int) -> str:
+    """Which ranks the other hosts of a multi-node msrun job should have brought (node r runs ranks r*N ..
+    r*N+N-1); their absence is the usual reason a cluster does not form. Empty on one host."""
+    nodes, node = int_env(os.environ, NODES_ENV, 1), int_env(os.environ, NODE_RANK_ENV, 0)
+    if nodes < 2 or world_size % nodes:
+        return ""
+    per = world_size // nodes
+    others = ", ".join(f"NODE_RANK {r} (ranks {r * per}..{r * per + per - 1})" for r in range(nodes) if r != node)
+    return (f": this host, NODE_RANK {node}, runs ranks {node * per}..{node * per + per - 1}; if its workers' logs "
+            f"show no error, the missing ones are of {others}")
 
 
 def run_scheduler() -> None:
