@@ -17,6 +17,7 @@ import threading
 from typing import Any, Callable, Optional, Sequence
 
 from .config import Config, load_config
+from .distributed.launch import failed_collective
 from .errors import UserError
 from .runtime import log_to_files
 from .workdir import file_system_error
@@ -71,8 +72,8 @@ def run_tool(main: Callable[[Optional[Sequence[str]]], Optional[int]], argv: Opt
         log_to_files(logging.ERROR, message)
         return 128 + signum
     except Exception as exc:
-        converted = file_system_error(exc) if isinstance(exc, OSError) else exc
-        if converted is not exc:  # a full or read-only disk, a path that is a file: the user's to fix
+        converted = file_system_error(exc) if isinstance(exc, OSError) else failed_collective(exc) or exc
+        if converted is not exc:  # a full or read-only disk, a path that is a file, a peer rank that hangs
             return _user_error(converted)
         log_to_files(logging.CRITICAL, f"stopped by an unexpected error: {exc!r}", exc_info=True)
         raise

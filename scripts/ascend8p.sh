@@ -94,6 +94,14 @@ while [ "$finished" -lt "${#pids[@]}" ]; do
     sleep 0.5 || true  # a signal may end the sleep: the loop goes on until every rank has stopped
 done
 
+if [ "$target" = "CPU" ]; then
+    # Rank 0 started MindSpore's scheduler in its own process group (setsid made rank 0 its leader). A rank 0 that
+    # was killed leaves it waiting ~20 s for the ranks' heartbeats; now that every rank has stopped it serves no one.
+    # (The group's id stays taken while the scheduler lives, so this reaches no other process.)
+    for i in "${!pids[@]}"; do
+        if [ "${ranks[$i]}" = 0 ]; then kill -TERM -- "-${pids[$i]}" 2>/dev/null || true; fi
+    done
+fi
 echo "exit status per rank:"
 for i in "${!pids[@]}"; do
     code="${status[$i]}"

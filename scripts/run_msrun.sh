@@ -43,6 +43,7 @@ trap 'rm -rf "$shim"' EXIT
 printf '#!/bin/sh\nexec "%s" "$@"\n' "$python" > "$shim/python"
 chmod +x "$shim/python"
 export PATH="$shim:$PATH" DEEPLABV3_NODE_RANK="$node_rank"  # node 0's scheduler serves the job
+export DEEPLABV3_NODES="$nodes"  # a cluster that does not form names the other nodes' ranks
 
 # msrun's worker processes (not its scheduler): the processes a stop signal is forwarded to.
 msrun_workers() {

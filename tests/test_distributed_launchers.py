@@ -224,3 +224,4 @@ def test_a_node_that_never_joins_ends_the_job_within_the_timeout(job):
     assert node.returncode != 0 and elapsed < 15 + 60, (node.returncode, elapsed, output[-3000:])
     assert "error: rank 0: mindspore.communication.init() failed" in output, output[-3000:]
     assert "not all 2 workers of the job joined in time: a rank or a node never started" in output
+    assert "the missing ones are of NODE_RANK 1 (ranks 1..1)" in output, output[-3000:]

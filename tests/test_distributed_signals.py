@@ -6,6 +6,7 @@ A Ctrl-C is simulated as the terminal sends it: SIGINT to the whole process grou
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,9 +18,9 @@ from typing import List
 import pytest
 
 from conftest import REPO
-from distributed_helpers import (SCRIPTS, descendants, last_checkpoint, launch_env, limited, max_abs_diff,
-                                 network_params, run_launch, wait_for_text, write_mindrecord, write_scenes,
-                                 write_tiny_config)
+from distributed_helpers import (SCRIPTS, descendants, find_rank_process, last_checkpoint, launch_env, limited,
+                                 max_abs_diff, network_params, run_launch, wait_for_text, write_mindrecord,
+                                 write_scenes, write_tiny_config)
 from engine_helpers import signal_when
 from deeplabv3.distributed import rank_table
 
@@ -86,7 +87,7 @@ def test_a_stop_signal_stops_every_rank_and_resume_continues(config, tmp_path, l
     status = interrupt(cmd, env, work, signum, to_group, tmp_path / "output.txt")
     log = (work / "train.log").read_text()
     assert status == 128 + signum, (status, (tmp_path / "output.txt").read_text()[-3000:])
-    # (MindSpore's runtime turns a SIGINT that arrives while a graph runs into SIGTERM, so either name may show)
+    # (a launcher may pass a Ctrl-C on to its ranks as SIGTERM, so either name may show)
     assert "interrupted by SIG" in log and log.count(" INFO saved ") == 1, log[-2000:]
     stopped = int(last_checkpoint(work).stem.split("_")[1])
     assert stopped >= 3 and "Traceback" not in (tmp_path / "output.txt").read_text()
@@ -103,8 +104,10 @@ def test_a_stop_signal_stops_every_rank_and_resume_continues(config, tmp_path, l
                             network_params(last_checkpoint(tmp_path / "straight"))) == 0.0
 
 
-def test_evaluation_stops_cleanly_on_sigterm(tmp_path):
-    """tools/eval.py on a long list: SIGTERM mid-way says "interrupted", writes no results, exits 143."""
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_evaluation_and_prediction_stop_cleanly(tmp_path, signum):
+    """tools/eval.py on a long list: a stop signal mid-way says "interrupted", writes no results, exits 128 + the
+    signal; tools/predict.py the same (SIGINT is sent to the process alone, while MindSpore runs a graph)."""
     data = tmp_path / "data"
     lines = write_scenes(data, [40, 37, 45])
     eval_list = data / "val.txt"
@@ -113,9 +116,69 @@ def test_evaluation_stops_cleanly_on_sigterm(tmp_path):
     done = run_launch([SCRIPTS / "run_standalone.sh", config, "--work-dir", tmp_path / "work"], 120)
     assert done.returncode == 0, done.stdout[-3000:]
     checkpoint = last_checkpoint(tmp_path / "work")
+    name = signal.Signals(signum).name
     cmd = [sys.executable, REPO / "tools" / "eval.py", "--config", config, "--checkpoint", checkpoint, "--set",
            f"data.eval.list={eval_list}", "eval.crop_size=33", "--out", tmp_path / "results.json"]
-    status, rest = signal_when(list(map(str, cmd)), "evaluating 900 of 900 images", signal.SIGTERM)
-    assert status == 128 + signal.SIGTERM, rest[-3000:]
-    assert "interrupted (SIGTERM)" in rest and "Traceback" not in rest
+    status, rest = signal_when(list(map(str, cmd)), "evaluating 900 of 900 images", signum)
+    assert status == 128 + signum, rest[-3000:]
+    assert f"interrupted ({name})" in rest and "Traceback" not in rest
     assert not (tmp_path / "results.json").exists()
+    if signum != signal.SIGINT:
+        return
+    images = data / "images.txt"
+    images.write_text("".join(f"{data / line.split()[0]}\n" for line in lines * 3000), encoding="utf-8")
+    cmd = [sys.executable, REPO / "tools" / "predict.py", "--config", config, "--checkpoint", checkpoint, "--input",
+           images, "--out-dir", tmp_path / "masks"]
+    status, rest = signal_when(list(map(str, cmd)), "predict: ", signum)
+    assert status == 128 + signum, rest[-3000:]
+    assert f"interrupted ({name})" in rest and "Traceback" not in rest
+
+
+def test_a_rank_that_hangs_under_msrun_is_reported_not_a_traceback(config, tmp_path):
+    """Rank 1 stopped (SIGSTOP) mid-training: rank 0's collective times out and says so in one paragraph; the
+    scheduler names the worker it lost; the job ends within distributed.timeout plus a margin."""
+    cmd = [SCRIPTS / "run_msrun.sh", 2, config, "--work-dir", tmp_path / "work", "--set", "distributed.timeout=15"]
+    output = tmp_path / "output.txt"
+    with output.open("w") as sink:
+        proc = subprocess.Popen(limited(cmd, 200), cwd=REPO, env=launch_env({}), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_text(output, "step 2/", proc, 150)
+            hung = find_rank_process(proc.pid, "MS_NODE_ID", "1")
+            os.kill(hung, signal.SIGSTOP)
+            stopped = time.monotonic()
+            status = proc.wait(timeout=150)
+            elapsed = time.monotonic() - stopped
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):  # msrun may have ended it already
+                os.kill(hung, signal.SIGKILL)
+    text = output.read_text()
+    assert status != 0 and elapsed < 15 + 60, (status, elapsed, text[-3000:])
+    assert "error: rank 0: the AllReduce across the job's 2 ranks failed" in text, text[-3000:]
+    assert "a peer rank is dead or hung" in text and "continue with --resume" in text
+    assert "msrun's scheduler: mindspore.communication.init() failed: worker(s) 1 of 2 stopped responding" in text
+    assert "Traceback" not in text and "never started" not in text, text[-3000:]
+
+
+def test_a_killed_rank_of_a_cpu_rank_table_launch_leaves_no_scheduler_behind(config, tmp_path):
+    """ascend8p.sh on CPU: rank 1 SIGKILLed mid-training; rank 0's MindSpore scheduler ends with the job."""
+    work = tmp_path / "work"
+    cmd, env = launcher_command("ascend8p", config, work)
+    with (tmp_path / "output.txt").open("w") as sink:
+        proc = subprocess.Popen(limited(cmd, 200), cwd=REPO, env=launch_env(env), stdout=sink,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_text(work / "train.log", "step 3/", proc, 150)
+            job = descendants(proc.pid)
+            os.kill(find_rank_process(proc.pid, "RANK_ID", "1"), signal.SIGKILL)
+            status = proc.wait(timeout=150)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    ended = time.monotonic()
+    while alive(job) and time.monotonic() < ended + 3:
+        time.sleep(0.2)
+    survivors = [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in alive(job)]
+    assert status == 1 and not survivors, (status, survivors)

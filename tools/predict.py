@@ -23,6 +23,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from deeplabv3.interrupts import take_sigint
+
+take_sigint()  # before MindSpore is imported: see deeplabv3.interrupts
+
 from deeplabv3.cli import add_config_arguments, config_from_args, run_tool
 from deeplabv3.evaluation.inference import run_prediction
 from deeplabv3.evaluation.runners import add_backend_arguments, check_backend_arguments

@@ -14,6 +14,10 @@ import argparse
 import sys
 from typing import Optional, Sequence
 
+from deeplabv3.interrupts import take_sigint
+
+take_sigint()  # before MindSpore is imported: see deeplabv3.interrupts
+
 from deeplabv3.cli import add_config_arguments, config_from_args, run_tool
 from deeplabv3.config import replace
 from deeplabv3.engine.trainer import LATEST, train

@@ -17,6 +17,7 @@ Cluster formation is bounded by ``MS_TOPO_TIMEOUT`` and each collective by ``MS_
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -31,6 +32,7 @@ from mindspore.communication import get_group_size, get_rank, init
 
 from ..config import Config
 from ..errors import UserError
+from ..interrupts import release_sigint
 from .collectives import mpi
 from .launch import DistributedError, Launch, int_env
 from .ports import check_port_free, free_port
@@ -39,7 +41,9 @@ SCHEDULER_LOG = "scheduler.log"
 _SCHED_PARENT_ENV = "DEEPLABV3_SCHEDULER_PARENT"
 _SCHED_GRACE_ENV = "DEEPLABV3_SCHEDULER_GRACE"
 _LAUNCHER_VARS = ("OMPI_", "PMIX_", "RANK_TABLE_FILE")
+_TIMED_OUT_NODES = re.compile(r"Timed out node list is: [^{]*\{([0-9, ]+)\}")
 NODE_RANK_ENV = "DEEPLABV3_NODE_RANK"  # scripts/run_msrun.sh's NODE_RANK, seen by msrun's scheduler
+NODES_ENV = "DEEPLABV3_NODES"  # scripts/run_msrun.sh's NODES
 
 
 def join_cluster(cfg: Config, launch: Launch, timeout: int) -> None:
@@ -76,15 +80,19 @@ def _set_device(cfg: Config, launch: Launch) -> None:
 def _mindspore_init(launch: Launch, what: str) -> None:
     if launch.role == "scheduler":  # it waits inside init() for the whole job: a stop signal must end it there
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        release_sigint()
     try:
         init()
     except RuntimeError as exc:
         first = next((line for line in str(exc).splitlines() if line.strip()), str(exc))
-        missing = ""
-        if launch.launcher == "msrun":
+        missing, lost = "", _TIMED_OUT_NODES.search(str(exc))
+        if lost:  # the cluster had formed: MindSpore lists the workers whose heartbeat stopped
+            first = (f"worker(s) {lost.group(1)} of {launch.world_size} stopped responding during the job (died or "
+                     f"hang); see worker_<rank>.log of each")
+        elif launch.launcher == "msrun":
             missing = (f"; not all {launch.world_size} workers of the job joined in time: a rank or a node never "
-                       f"started (several hosts: run scripts/run_msrun.sh on each, with the same NODES, MASTER_ADDR "
-                       f"and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
+                       f"started{_other_nodes(launch.world_size)} (several hosts: run scripts/run_msrun.sh on each, "
+                       f"with the same NODES, MASTER_ADDR and MASTER_PORT and NODE_RANK 0 .. NODES-1)")
         who = "msrun's scheduler" if launch.role == "scheduler" else f"rank {launch.rank}"
         raise DistributedError(f"{who}: {what} failed: {first} (timeout: MS_TOPO_TIMEOUT="
                                f"{os.environ.get('MS_TOPO_TIMEOUT')} s){missing}") from None
@@ -95,12 +103,25 @@ def _mindspore_init(launch: Launch, what: str) -> None:
                                f"launcher started as rank {launch.rank}/{launch.world_size}")
 
 
+def _other_nodes(world_size: int) -> str:
+    """Which ranks the other hosts of a multi-node msrun job should have brought (node r runs ranks r*N ..
+    r*N+N-1); their absence is the usual reason a cluster does not form. Empty on one host."""
+    nodes, node = int_env(os.environ, NODES_ENV, 1), int_env(os.environ, NODE_RANK_ENV, 0)
+    if nodes < 2 or world_size % nodes:
+        return ""
+    per = world_size // nodes
+    others = ", ".join(f"NODE_RANK {r} (ranks {r * per}..{r * per + per - 1})" for r in range(nodes) if r != node)
+    return (f": this host, NODE_RANK {node}, runs ranks {node * per}..{node * per + per - 1}; if its workers' logs "
+            f"show no error, the missing ones are of {others}")
+
+
 def run_scheduler() -> None:
     """Entry point of the bridge's scheduler process (``MS_ROLE=MS_SCHED`` in its environment).
 
     It serves the cluster until every worker has finished. Should rank 0, its parent, disappear, it exits after a
     grace period instead of outliving the job.
     """
+    release_sigint()  # rank 0, its parent, routes SIGINT through a thread; that mask is inherited
     parent, grace = int(os.environ[_SCHED_PARENT_ENV]), float(os.environ[_SCHED_GRACE_ENV])
 
     def watch_parent() -> None:

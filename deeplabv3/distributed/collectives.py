@@ -12,7 +12,6 @@ wait for its peers first).
 """
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import time
@@ -23,7 +22,7 @@ import numpy as np
 from mindspore import ops
 from mindspore.communication import get_rank
 
-from .launch import DistributedError
+from .launch import peer_failure
 
 
 def mpi() -> Any:
@@ -139,9 +138,7 @@ class MindSporeCollectives(Collectives):
             return (out[0] if isinstance(out, tuple) else out).asnumpy()
         except RuntimeError as exc:
             first = next((line for line in str(exc).splitlines() if line.strip()), "")
-            raise DistributedError(f"rank {self.rank}: {what} failed ({first}); a peer rank is dead or hung, or did "
-                                   f"not take part within MS_CPU_COMM_OP_TIMEOUT="
-                                   f"{os.environ.get('MS_CPU_COMM_OP_TIMEOUT')} s") from None
+            raise peer_failure(self.rank, what, first) from None
 
     def allreduce_sum(self, array: np.ndarray, what: str = "all-reduce") -> np.ndarray:
         array = np.ascontiguousarray(array)

@@ -21,6 +21,7 @@ HCCL reports a mismatch only obscurely, deep inside ``init()``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -109,3 +110,37 @@ def check_rank_table(launch: Launch, path: str) -> None:
     if len(entries) != launch.world_size:
         raise DistributedError(f"RANK_SIZE={launch.world_size} but the rank table {path} lists {len(entries)} "
                                f"rank(s); export RANK_SIZE={len(entries)} or use a table for {launch.world_size}")
+
+
+
+def peer_failure(rank: int, what: str, detail: str) -> DistributedError:
+    """A collective of this rank failed: another rank died, hangs or skipped it, so the operation timed out.
+
+    This rank cannot tell which of the others is missing; msrun's scheduler (``scheduler.log``, the launcher's
+    output) names the worker it lost.
+    """
+    return DistributedError(
+        f"rank {rank}: {what} failed ({detail}); a peer rank is dead or hung, or did not take part within "
+        f"MS_CPU_COMM_OP_TIMEOUT={os.environ.get('MS_CPU_COMM_OP_TIMEOUT')} s. The ranks' logs and the launcher's "
+        f"output say which (msrun's scheduler names the worker it lost); once every rank runs, continue with "
+        f"--resume, or raise distributed.timeout if a rank is only slow")
+
+
+_FAILED_KERNEL = re.compile(r"Launch kernel failed: \S*?(AllReduce|AllGather|Broadcast|ReduceScatter|Barrier|"
+                            r"Send|Receive)\S*")
+
+
+def failed_collective(exc: BaseException, env: Mapping[str, str] = os.environ) -> Optional[DistributedError]:
+    """:func:`peer_failure` for a collective inside a compiled graph (the training step's gradient all-reduce),
+    which MindSpore reports as a kernel traceback; ``None`` for any other error or outside a distributed job."""
+    match = _FAILED_KERNEL.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    if match is None:
+        return None
+    try:
+        launch = detect_launch(env)
+    except DistributedError:
+        return None
+    if launch.world_size < 2:
+        return None
+    return peer_failure(launch.rank, f"the {match.group(1)} across the job's {launch.world_size} ranks",
+                        match.group(0))
