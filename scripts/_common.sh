@@ -58,11 +58,30 @@ run_supervised() {
     done
     supervised_status=0
     wait "$supervised_pid" 2>/dev/null || supervised_status=$?
+    # The launcher can exit while its scheduler and workers are still leaving: wait for its whole session.
+    local waited=0
+    while session_alive "$supervised_pid" && [ "$waited" -lt 300 ]; do
+        sleep 0.1
+        waited=$((waited + 1))
+    done
     trap - INT TERM
     if [ -n "$supervised_signal" ]; then
         echo "interrupted (SIG$supervised_signal): the ranks stopped; continue with --resume" >&2
         exit $((128 + $(kill -l "$supervised_signal")))
     fi
+}
+
+# session_alive SID: whether a process (not a zombie) of session SID still runs (read from /proc, no ps needed).
+session_alive() {
+    local file stat fields
+    for file in /proc/[0-9]*/stat; do
+        stat="$(cat "$file" 2>/dev/null)" || continue
+        read -r -a fields <<< "${stat##*) }"  # state ppid pgrp session ...
+        if [ "${fields[3]}" = "$1" ] && [ "${fields[0]}" != Z ]; then
+            return 0
+        fi
+    done
+    return 1
 }
 
 supervised_forward() {
