@@ -51,10 +51,17 @@ run_supervised() {
     setsid "$@" &
     supervised_pid=$!
     supervised_signal=""
-    trap 'supervised_forward INT' INT
-    trap 'supervised_forward TERM' TERM
+    supervised_pending=""
+    # The traps only note the signal; the loop forwards it, so no subshell runs inside a trap (a Ctrl-C to the
+    # whole group could otherwise end this script there, under set -e, before the ranks have stopped).
+    trap 'supervised_pending=INT' INT
+    trap 'supervised_pending=TERM' TERM
     while kill -0 "$supervised_pid" 2>/dev/null; do
         wait "$supervised_pid" 2>/dev/null || true
+        if [ -n "$supervised_pending" ]; then
+            supervised_forward "$supervised_pending" || true
+            supervised_pending=""
+        fi
     done
     supervised_status=0
     wait "$supervised_pid" 2>/dev/null || supervised_status=$?
@@ -87,7 +94,7 @@ session_alive() {
 supervised_forward() {
     [ -n "$supervised_signal" ] || supervised_signal="$1"
     local targets
-    targets="$("$supervised_select" "$supervised_pid")"
+    targets="$("$supervised_select" "$supervised_pid")" || targets=""
     # shellcheck disable=SC2086  # a list of pids
     kill -s "$1" ${targets:-$supervised_pid} 2>/dev/null || true
 }
