@@ -52,6 +52,7 @@ run_supervised() {
     supervised_pid=$!
     supervised_signal=""
     supervised_pending=""
+    supervised_targets=""
     # The traps only note the signal; the loop forwards it, so no subshell runs inside a trap (a Ctrl-C to the
     # whole group could otherwise end this script there, under set -e, before the ranks have stopped).
     trap 'supervised_pending=INT' INT
@@ -65,9 +66,10 @@ run_supervised() {
     done
     supervised_status=0
     wait "$supervised_pid" 2>/dev/null || supervised_status=$?
-    # The launcher can exit while its scheduler and workers are still leaving: wait for its whole session.
+    # The launcher can exit while its scheduler and the ranks it was stopping are still leaving: wait for its
+    # whole session and for every rank the signal went to (msrun starts its workers in sessions of their own).
     local waited=0
-    while session_alive "$supervised_pid" && [ "$waited" -lt 300 ]; do
+    while { session_alive "$supervised_pid" || any_alive $supervised_targets; } && [ "$waited" -lt 300 ]; do
         sleep 0.1
         waited=$((waited + 1))
     done
@@ -93,8 +95,26 @@ session_alive() {
 
 supervised_forward() {
     [ -n "$supervised_signal" ] || supervised_signal="$1"
-    local targets
-    targets="$("$supervised_select" "$supervised_pid")" || targets=""
+    local targets="" tries=0
+    # /proc's children lists can miss a process while the launcher's threads change: look again before falling
+    # back to the launcher itself (msrun would SIGKILL its workers on a signal of its own).
+    while [ -z "$targets" ] && [ "$tries" -lt 20 ] && kill -0 "$supervised_pid" 2>/dev/null; do
+        targets="$("$supervised_select" "$supervised_pid")" || targets=""
+        [ -n "$targets" ] || sleep 0.1
+        tries=$((tries + 1))
+    done
+    supervised_targets="$supervised_targets $targets"
     # shellcheck disable=SC2086  # a list of pids
     kill -s "$1" ${targets:-$supervised_pid} 2>/dev/null || true
+}
+
+# any_alive PID...: whether any of the processes still runs (zombies count as gone).
+any_alive() {
+    local pid stat fields
+    for pid in "$@"; do
+        stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || continue
+        read -r -a fields <<< "${stat##*) }"
+        [ "${fields[0]}" = Z ] || return 0
+    done
+    return 1
 }

@@ -178,7 +178,8 @@ def test_distributed_evaluation_equals_one_process_on_an_odd_list(job):
     eval_list = data / "val.txt"
     eval_list.write_text("".join(f"{line}\n" for line in write_scenes(data, sizes, seed=1)), encoding="utf-8")
     checkpoint = last_checkpoint(job.root / "reference")
-    args = ["--checkpoint", checkpoint, "--set", f"data.eval.list={eval_list}", "eval.crop_size=33"]
+    args = ["--checkpoint", checkpoint, "--set", f"data.eval.list={eval_list}", "eval.crop_size=33",
+            f"runtime.work_dir={job.root / 'eval_work'}"]  # eval.log goes there, not into the checkout
     single = run_launch([SCRIPTS / "run_standalone.sh", job.config, *args, "--out", job.root / "eval_1.json"], 120,
                         env={"TOOL": "eval"})
     assert single.returncode == 0, single.stdout[-3000:]
