@@ -40,11 +40,11 @@ children_of() {
 }
 
 # run_supervised SELECT CMD...: run the launcher CMD in a session of its own and wait for it; its status is left in
-# supervised_status. A Ctrl-C on the
-# terminal then reaches this script only, and INT/TERM sent to it are forwarded, as the same signal, to the ranks
-# that "SELECT <launcher pid>" prints (to CMD itself when it prints none): the ranks agree on the stop, rank 0
-# saves, and the launcher ends once they have, instead of killing them first (OpenMPI SIGKILLs ranks 1 s after
-# its own SIGTERM, msrun SIGKILLs its workers on Ctrl-C). After a signal it exits 128 + the first one's number.
+# supervised_status. A Ctrl-C on the terminal then reaches this script only, and INT/TERM sent to it are
+# forwarded, as the same signal, to the ranks that "SELECT <launcher pid>" prints (to CMD itself when it prints
+# none): the ranks agree on the stop, rank 0 saves, and the launcher ends once they have, instead of killing them
+# first (OpenMPI SIGKILLs ranks 1 s after its own SIGTERM, msrun SIGKILLs its workers on Ctrl-C). After a signal
+# it exits 128 + the first one's number.
 run_supervised() {
     supervised_select="$1"
     shift
@@ -80,13 +80,20 @@ run_supervised() {
     fi
 }
 
-# session_alive SID: whether a process (not a zombie) of session SID still runs (read from /proc, no ps needed).
+# read_stat FILE: the fields of a /proc/<pid>/stat file after the command name (state ppid pgrp session ...) into
+# the array proc_stat; fails when the process is gone. Read from /proc, so no ps is needed.
+read_stat() {
+    local stat
+    stat="$(cat "$1" 2>/dev/null)" || return 1
+    read -r -a proc_stat <<< "${stat##*) }"
+}
+
+# session_alive SID: whether a process (not a zombie) of session SID still runs.
 session_alive() {
-    local file stat fields
+    local file
     for file in /proc/[0-9]*/stat; do
-        stat="$(cat "$file" 2>/dev/null)" || continue
-        read -r -a fields <<< "${stat##*) }"  # state ppid pgrp session ...
-        if [ "${fields[3]}" = "$1" ] && [ "${fields[0]}" != Z ]; then
+        read_stat "$file" || continue
+        if [ "${proc_stat[3]}" = "$1" ] && [ "${proc_stat[0]}" != Z ]; then
             return 0
         fi
     done
@@ -110,11 +117,10 @@ supervised_forward() {
 
 # any_alive PID...: whether any of the processes still runs (zombies count as gone).
 any_alive() {
-    local pid stat fields
+    local pid
     for pid in "$@"; do
-        stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || continue
-        read -r -a fields <<< "${stat##*) }"
-        [ "${fields[0]}" = Z ] || return 0
+        read_stat "/proc/$pid/stat" || continue
+        [ "${proc_stat[0]}" = Z ] || return 0
     done
     return 1
 }
